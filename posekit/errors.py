@@ -1,0 +1,17 @@
+"""Errors a user can cause. The CLI prints their message (no traceback) and exits non-zero."""
+
+
+class PosekitError(Exception):
+    """Base class: the message must say what went wrong and what to do about it."""
+
+
+class WeightsError(PosekitError):
+    """Weights are missing, unverifiable, or cannot be fetched."""
+
+
+class UnknownModelError(PosekitError):
+    """A model name that the zoo does not know."""
+
+
+class InputError(PosekitError):
+    """An input path or file that cannot be used."""

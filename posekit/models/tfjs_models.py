@@ -1,0 +1,99 @@
+"""Pretrained TF.js graphs wrapped as pose models and a person detector (image pixels in, image pixels out)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from posekit.data.transforms import Letterbox, apply_inverse, crop_boxes, expand_box, letterbox, stretch
+from posekit.zoo.graph_module import TfjsGraphModule
+from posekit.zoo.registry import graph_entry
+from posekit.zoo.store import load_graph
+
+COCO_PERSON = 0
+
+
+def load_module(name: str) -> TfjsGraphModule:
+    entry = graph_entry(name)
+    return TfjsGraphModule(load_graph(name), outputs=entry.outputs or None).eval()
+
+
+def to_batch(images: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """uint8 NHWC images -> the graph's input tensor (NHWC, RGB 0..255)."""
+    return torch.from_numpy(np.ascontiguousarray(images)).to(dtype)
+
+
+class SinglePoseMoveNet:
+    """MoveNet Thunder/Lightning on person crops: all crops of an image run as one batch."""
+
+    def __init__(self, name: str = "movenet-thunder", margin: float = 1.25) -> None:
+        self.name = name
+        self.module = load_module(name)
+        self.size = 256 if name == "movenet-thunder" else 192
+        self.margin = margin
+
+    def crop_inputs(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Square crops (box expanded by `margin`) [N,S,S,3] uint8 and their affine matrices."""
+        expanded = expand_box(boxes, 1.0, self.margin)
+        return crop_boxes(image, expanded, self.size, self.size)
+
+    def __call__(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Keypoints [N,17,2] in image pixels and their scores [N,17] for person boxes [N,4] xyxy."""
+        if len(boxes) == 0:
+            return np.zeros((0, 17, 2), np.float32), np.zeros((0, 17), np.float32)
+        crops, mats = self.crop_inputs(image, boxes)
+        raw = self.module(to_batch(crops, torch.int32)).numpy().reshape(len(boxes), 17, 3)
+        crop_xy = raw[:, :, [1, 0]] * self.size - 0.5  # normalised (y, x) edges -> crop pixel centres
+        return apply_inverse(mats, crop_xy), raw[:, :, 2].astype(np.float32)
+
+
+class MultiPoseMoveNet:
+    """MoveNet MultiPose: one pass over the letterboxed image, up to 6 persons with boxes."""
+
+    def __init__(self, longest_side: int = 256) -> None:
+        if longest_side % 32:
+            raise ValueError("movenet-multipose needs a longest side that is a multiple of 32")
+        self.module = load_module("movenet-multipose")
+        self.longest_side = longest_side
+
+    def input(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        return letterbox(image, self.longest_side)
+
+    def __call__(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        padded, lb = self.input(image)
+        raw = self.module(to_batch(padded[None], torch.int32)).numpy()[0]  # [6, 56]
+        ph, pw = lb.padded_hw
+        sx, sy = lb.scale_xy
+        kp = raw[:, :51].reshape(-1, 17, 3)
+        keypoints = np.stack([kp[:, :, 1] * pw / sx, kp[:, :, 0] * ph / sy], axis=-1) - 0.5
+        ymin, xmin, ymax, xmax, score = raw[:, 51:].T
+        boxes = np.stack([xmin * pw / sx, ymin * ph / sy, xmax * pw / sx, ymax * ph / sy], axis=1)
+        return {
+            "keypoints": keypoints.astype(np.float32),
+            "keypoint_scores": kp[:, :, 2].astype(np.float32),
+            "boxes": boxes.astype(np.float32),
+            "scores": score.astype(np.float32),
+        }
+
+
+class CenterNetDetector:
+    """CenterNet (COCO-80) person detector; the image is stretched to 512x512, RGB 0..255 float."""
+
+    size = 512
+
+    def __init__(self) -> None:
+        self.module = load_module("centernet")
+
+    def input(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+        return stretch(image, self.size, self.size)
+
+    def __call__(self, image: np.ndarray, score_threshold: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+        """Person boxes [N,4] xyxy in image pixels and scores [N], best first."""
+        resized, (sx, sy) = self.input(image)
+        det = self.module(to_batch(resized[None], torch.float32)).numpy()[0]  # [100, 6]
+        keep = (det[:, 5] == COCO_PERSON) & (det[:, 4] >= score_threshold)
+        det = det[keep]
+        boxes = det[:, :4] / np.array([sx, sy, sx, sy], np.float32)
+        h, w = image.shape[:2]
+        boxes = np.clip(boxes, 0, [w, h, w, h]).astype(np.float32)
+        return boxes, det[:, 4].astype(np.float32)

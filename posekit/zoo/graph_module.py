@@ -1,0 +1,136 @@
+"""Run an imported TF.js graph as a torch `nn.Module`, node by node in topological order.
+
+Batching: graphs exported for batch 1 begin and end with batch-1 code (unstack/expand of the input; ArgMax,
+GatherNd, fixed Reshapes at the end) around a convolutional trunk. The module splits the nodes in three:
+a light head (no heavy op, fed only by the inputs) run once per sample, the batch-safe trunk (convolutions,
+element-wise ops, ...) run once on the whole batch, and the remaining tail run once per sample.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from posekit.zoo.tfjs_format import GraphNode, TfjsGraph
+from posekit.zoo.tfjs_ops import _DTYPES, BATCH_SAFE_OPS, HEAVY_OPS, OPS
+
+
+def _source(ref: str) -> str:
+    """Env key of an input reference: 'n' and 'n:0' -> 'n'; 'n:2' stays."""
+    node, _, index = ref.partition(":")
+    return node if index in ("", "0") else ref
+
+
+def _node_of(key: str) -> str:
+    return key.partition(":")[0]
+
+
+class UnsupportedOpError(NotImplementedError):
+    pass
+
+
+class TfjsGraphModule(nn.Module):
+    """A TF.js graph executed with torch ops. `forward(*inputs)` returns the outputs (a tuple if several)."""
+
+    def __init__(self, graph: TfjsGraph, outputs: Sequence[str] | None = None) -> None:
+        super().__init__()
+        self.input_names = list(graph.inputs)
+        self.output_names = [_source(o) for o in (outputs or graph.outputs)]
+        by_name = {n.name: n for n in graph.nodes}
+        needed = self._needed_nodes(by_name, self.output_names)
+        unsupported = sorted({n.op for n in graph.nodes if n.name in needed and n.op not in OPS and n.op not in ("Const", "Placeholder")})
+        if unsupported:
+            raise UnsupportedOpError(f"graph uses ops the importer does not implement: {unsupported}")
+        self._consts = {n.name: torch.from_numpy(np.array(graph.consts[n.name], copy=True)) for n in graph.nodes if n.op == "Const" and n.name in needed}
+        self._input_dtypes = {n.name: _DTYPES.get(n.attr.get("dtype"), torch.float32) for n in graph.nodes if n.op == "Placeholder"}
+        self._steps: list[tuple[str, Callable[..., Any], list[str]]] = []
+        head: set[str] = set(self.input_names)
+        batched: set[str] = set()
+        for node in graph.nodes:
+            if node.name not in needed or node.op in ("Const", "Placeholder"):
+                continue
+            refs = [_source(i) for i in node.inputs]
+            fn = OPS[node.op](node, self._const_lookup(refs))
+            self._steps.append((node.name, fn, refs))
+            dynamic = [_node_of(r) for r in refs if r not in self._consts]
+            if node.op not in HEAVY_OPS and all(d in head for d in dynamic):
+                head.add(node.name)
+            elif self._is_batch_safe(node, refs) and dynamic and all(d in batched or d in head for d in dynamic):
+                batched.add(node.name)
+        self._head_steps = head - set(self.input_names)
+        self._batched_steps = batched
+        # Values crossing phases: head -> trunk (stacked), trunk -> tail (sliced per sample).
+        self._head_to_trunk = sorted({r for n, _, refs in self._steps if n in batched for r in refs if _node_of(r) in head})
+        self._trunk_to_tail = sorted(
+            {r for n, _, refs in self._steps if n not in batched and n not in head for r in refs if _node_of(r) in batched}
+        )
+        self._tail_outputs = [o for o in self.output_names if _node_of(o) not in batched]
+
+    @staticmethod
+    def _needed_nodes(by_name: dict[str, GraphNode], outputs: Sequence[str]) -> set[str]:
+        needed: set[str] = set()
+        stack = [_node_of(o) for o in outputs]
+        while stack:
+            name = stack.pop()
+            if name in needed:
+                continue
+            needed.add(name)
+            stack.extend(_node_of(i) for i in by_name[name].inputs if not i.startswith("^"))
+        return needed
+
+    def _const_lookup(self, refs: list[str]) -> Callable[[int], torch.Tensor | None]:
+        return lambda i: self._consts.get(refs[i]) if i < len(refs) else None
+
+    def _is_batch_safe(self, node: GraphNode, refs: list[str]) -> bool:
+        if node.op not in BATCH_SAFE_OPS:
+            return False
+        if node.op in ("Mean", "Sum", "Max", "ConcatV2"):
+            axes = self._consts.get(refs[-1])
+            return axes is not None and bool((axes > 0).all())
+        if node.op == "ResizeBilinear":
+            return refs[1] in self._consts
+        return True
+
+    def _run(self, env: dict[str, Any], only: set[str] | None, skip: set[str]) -> None:
+        for name, fn, refs in self._steps:
+            if name in skip or (only is not None and name not in only):
+                continue
+            out = fn(*[env[r] for r in refs])
+            if isinstance(out, (tuple, list)):
+                env[name] = out[0]
+                for k in range(1, len(out)):
+                    env[f"{name}:{k}"] = out[k]
+            else:
+                env[name] = out
+
+    @torch.inference_mode()
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        env: dict[str, Any] = dict(self._consts)
+        for name, value in zip(self.input_names, inputs):
+            env[name] = value.to(self._input_dtypes.get(name, value.dtype))
+        batch = inputs[0].shape[0]
+        if batch == 1:
+            self._run(env, None, set())
+        else:
+            samples = []
+            for i in range(batch):
+                env_i = dict(self._consts)
+                env_i.update({k: env[k][i : i + 1] for k in self.input_names})
+                self._run(env_i, self._head_steps, set())
+                samples.append(env_i)
+            for k in self._head_to_trunk:
+                if samples[0][k].dim() == 0 or samples[0][k].shape[0] != 1:
+                    raise RuntimeError(f"cannot batch this graph: {k} has no leading batch dimension")
+                env[k] = torch.cat([s[k] for s in samples], dim=0)
+            self._run(env, self._batched_steps, set())
+            done = self._head_steps | self._batched_steps
+            for i, env_i in enumerate(samples):
+                env_i.update({k: env[k][i : i + 1] for k in self._trunk_to_tail})
+                self._run(env_i, None, done)
+            for o in self._tail_outputs:
+                env[o] = torch.cat([s[o] for s in samples], dim=0)
+        outs = tuple(env[o] for o in self.output_names)
+        return outs[0] if len(outs) == 1 else outs

