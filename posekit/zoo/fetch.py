@@ -78,7 +78,6 @@ def fetch(names: Iterable[str] | None = None, tarball: Path | None = None, force
         except WeightsError:
             todo.append(e)
     if not todo:
-        log(f"weights already cached and verified: {', '.join(names)}")
         return []
     with tempfile.TemporaryDirectory(prefix="posekit-fetch-") as tmp:
         tmpdir = Path(tmp)

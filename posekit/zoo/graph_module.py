@@ -8,7 +8,8 @@ element-wise ops, ...) run once on the whole batch, and the remaining tail run o
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,6 +69,26 @@ class TfjsGraphModule(nn.Module):
             {r for n, _, refs in self._steps if n not in batched and n not in head for r in refs if _node_of(r) in batched}
         )
         self._tail_outputs = [o for o in self.output_names if _node_of(o) not in batched]
+        self._drop_after = self._last_uses(head, batched)
+
+    def _last_uses(self, head: set[str], batched: set[str]) -> dict[str, list[str]]:
+        """Values to free after each step (their last use), so peak memory is the live set, not the graph.
+        Values that cross phases or are outputs are kept."""
+        phase = {n: 0 if n in head else 1 if n in batched else 2 for n, _, _ in self._steps}
+        keep = set(self.output_names)
+        last: dict[str, str] = {}
+        for name, _, refs in self._steps:
+            for r in refs:
+                if r in self._consts:
+                    continue
+                if phase.get(_node_of(r), 0) != phase[name]:
+                    keep.add(r)
+                last[r] = name
+        drops: dict[str, list[str]] = {}
+        for r, name in last.items():
+            if r not in keep:
+                drops.setdefault(name, []).append(r)
+        return drops
 
     @staticmethod
     def _needed_nodes(by_name: dict[str, GraphNode], outputs: Sequence[str]) -> set[str]:
@@ -105,6 +126,8 @@ class TfjsGraphModule(nn.Module):
                     env[f"{name}:{k}"] = out[k]
             else:
                 env[name] = out
+            for r in self._drop_after.get(name, ()):
+                env.pop(r, None)
 
     @torch.inference_mode()
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:

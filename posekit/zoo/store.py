@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from posekit.errors import WeightsError
+from posekit.fileio import atomic_path, atomic_write_bytes
 from posekit.zoo.registry import graph_entry
 from posekit.zoo.tfjs_format import GraphNode, TfjsGraph
 
@@ -41,19 +41,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same directory and rename, so readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_manifest() -> dict[str, Any]:
     path = weights_dir() / "manifest.json"
     if not path.exists():
@@ -73,16 +60,9 @@ def save_graph(name: str, graph: TfjsGraph, provenance: dict[str, Any]) -> dict[
         "outputs": graph.outputs,
     }
     path = weights_dir() / f"{name}.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         tensors = {k: np.ascontiguousarray(v) if v.ndim else v.copy() for k, v in graph.consts.items()}
-        save_file(tensors, tmp, metadata={"format": FORMAT, "graph": json.dumps(topology)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "graph": json.dumps(topology)})
     return {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size, **provenance}
 
 

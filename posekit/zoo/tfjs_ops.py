@@ -11,7 +11,8 @@ prepare weights once (HWIO filters -> OIHW, channels_last).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -1,0 +1,40 @@
+"""Non-maximum suppression of person boxes (IoU) and of poses (OKS)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torchvision.ops import nms
+
+
+def box_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Indices of the boxes kept, best score first."""
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    keep = nms(torch.from_numpy(np.asarray(boxes, np.float32)), torch.from_numpy(np.asarray(scores, np.float32)), iou_threshold)
+    return keep.numpy()
+
+
+def oks_matrix(kpts_a: np.ndarray, kpts_b: np.ndarray, areas: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
+    """OKS [Na,Nb] of poses a [Na,K,2] against poses b [Nb,K,2]; `areas` (broadcast to [Na,Nb]) sets the scale."""
+    var = (2.0 * np.asarray(sigmas, np.float64)) ** 2
+    d2 = ((kpts_a[:, None].astype(np.float64) - kpts_b[None].astype(np.float64)) ** 2).sum(-1)  # [Na,Nb,K]
+    e = d2 / var / (np.broadcast_to(np.asarray(areas, np.float64), d2.shape[:2])[..., None] + np.spacing(1)) / 2.0
+    return np.exp(-e).mean(-1)
+
+
+def oks_nms(keypoints: np.ndarray, scores: np.ndarray, boxes: np.ndarray, sigmas: np.ndarray, threshold: float = 0.9) -> np.ndarray:
+    """Greedy pose NMS: drop a pose whose OKS with a better-scored kept pose exceeds `threshold`."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    if len(order) == 0:
+        return order.astype(np.int64)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    oks = oks_matrix(keypoints, keypoints, (areas[:, None] + areas[None, :]) / 2, sigmas)
+    keep: list[int] = []
+    suppressed = np.zeros(len(order), bool)
+    for i in order:
+        if suppressed[i]:
+            continue
+        keep.append(int(i))
+        suppressed |= oks[i] > threshold
+    return np.array(keep, np.int64)

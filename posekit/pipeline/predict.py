@@ -1,0 +1,121 @@
+"""The `posekit predict` job: inputs -> PoseEstimator -> writers, never stopping on one bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from posekit.api import PoseEstimator
+from posekit.errors import InputError
+from posekit.pipeline.readers import VIDEO_EXTS, expand_inputs, iter_frames
+from posekit.pipeline.writers import PredictionWriter
+
+
+@dataclass
+class PredictSummary:
+    images: int = 0
+    persons: int = 0
+    seconds: float = 0.0
+    failed: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        rate = self.images / self.seconds if self.seconds > 0 else 0.0
+        bad = f", {len(self.failed)} failed" if self.failed else ""
+        return f"{self.images} images, {self.persons} persons, {rate:.2f} img/s{bad}"
+
+
+def load_boxes(path: Path) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], dict[str, int]]:
+    """Person boxes per image id from a COCO detection-results list (category 1) or from GT annotations
+    (non-crowd persons with keypoints, score 1). Also file name -> image id, when the file has images."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"--boxes {path}: cannot read JSON ({e})") from e
+    per_image: dict[int, list[tuple[list[float], float]]] = defaultdict(list)
+    names: dict[str, int] = {}
+    if isinstance(data, dict) and "annotations" in data:
+        names = {img["file_name"]: img["id"] for img in data.get("images", [])}
+        for a in data["annotations"]:
+            if a.get("category_id", 1) == 1 and not a.get("iscrowd", 0) and a.get("num_keypoints", 1) > 0:
+                per_image[a["image_id"]].append((a["bbox"], 1.0))
+    elif isinstance(data, list):
+        for d in data:
+            if d.get("category_id", 1) == 1:
+                per_image[d["image_id"]].append((d["bbox"], float(d.get("score", 1.0))))
+    else:
+        raise InputError(f"--boxes {path}: expected COCO annotations or a detection-results list")
+    out = {}
+    for image_id, items in per_image.items():
+        b = np.array([x for x, _ in items], np.float32).reshape(-1, 4)
+        out[image_id] = (np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], 1), np.array([s for _, s in items], np.float32))
+    return out, names
+
+
+def count_frames(files: list[Path]) -> int:
+    total = 0
+    for f in files:
+        if f.suffix.lower() in VIDEO_EXTS:
+            cap = cv2.VideoCapture(str(f))
+            total += max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 1)
+            cap.release()
+        else:
+            total += 1
+    return total
+
+
+def run_predict(
+    inputs: list[str],
+    estimator: PoseEstimator,
+    out_dir: Path,
+    openpose: bool = False,
+    render: bool = False,
+    boxes_file: Path | None = None,
+    quiet: bool = False,
+) -> PredictSummary:
+    files, errors = expand_inputs(inputs)
+    summary = PredictSummary(failed=list(errors))
+    for e in errors:
+        print(f"posekit: skipped {e}", file=sys.stderr)
+    boxes, names = load_boxes(boxes_file) if boxes_file else ({}, {})
+    writer = PredictionWriter(out_dir, openpose=openpose, render=render)
+    fps_of: dict[str, float] = {}
+    bar = tqdm(total=count_frames(files), unit="img", disable=quiet or None, dynamic_ncols=True)
+    start = time.perf_counter()
+    try:
+        for frame in iter_frames(files):
+            bar.update(1)
+            if frame.image is None:
+                summary.failed.append(frame.error or frame.source)
+                tqdm.write(f"posekit: skipped {frame.error}", file=sys.stderr)
+                continue
+            kwargs = {}
+            if boxes_file:
+                image_id = writer.ids.assign(frame.source, names.get(Path(frame.source).name))
+                kwargs = dict(zip(("boxes", "box_scores"), boxes.get(image_id, (np.zeros((0, 4), np.float32), np.zeros(0, np.float32)))))
+            try:
+                poses = estimator(frame.image, **kwargs)
+            except Exception as e:  # one bad frame must not end the batch
+                summary.failed.append(f"{frame.source}: {type(e).__name__}: {e}")
+                tqdm.write(f"posekit: failed {frame.source}: {type(e).__name__}: {e}", file=sys.stderr)
+                continue
+            video = frame.source.partition("#frame=")[0]
+            if "#frame=" in frame.source and video not in fps_of:
+                cap = cv2.VideoCapture(video)
+                fps_of[video] = cap.get(cv2.CAP_PROP_FPS)
+                cap.release()
+            writer.add(frame.source, frame.image, poses, fps_of.get(video))
+            summary.images += 1
+            summary.persons += len(poses)
+    finally:
+        bar.close()
+        writer.close()
+        summary.seconds = time.perf_counter() - start
+    return summary

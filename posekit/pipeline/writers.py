@@ -1,0 +1,113 @@
+"""Outputs of `posekit predict`: COCO results, OpenPose JSON, rendered images and videos — all atomic."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from posekit.fileio import atomic_path, atomic_write_bytes, atomic_write_json
+from posekit.structures import Poses
+from posekit.viz.draw import draw_poses
+
+COCO_NAME = re.compile(r"^(\d{12})\.(jpg|jpeg|png)$", re.IGNORECASE)
+
+
+class ImageIds:
+    """COCO image ids: parsed from COCO file names (000000123456.jpg -> 123456), else sequential."""
+
+    def __init__(self) -> None:
+        self.by_source: dict[str, int] = {}
+        self._used: set[int] = set()
+        self._next = 1
+
+    def assign(self, source: str, image_id: int | None = None) -> int:
+        """The id of `source`: `image_id` if given (e.g. from a GT file), else parsed or sequential."""
+        if source in self.by_source:
+            return self.by_source[source]
+        if image_id is None:
+            m = COCO_NAME.match(Path(source).name) if "#" not in source else None
+            image_id = int(m.group(1)) if m else None
+        if image_id is None or image_id in self._used:
+            while self._next in self._used:
+                self._next += 1
+            image_id = self._next
+        self._used.add(image_id)
+        self.by_source[source] = image_id
+        return image_id
+
+
+def _unique_name(directory: Path, stem: str, suffix: str, taken: set[str]) -> Path:
+    name, k = f"{stem}{suffix}", 1
+    while name in taken:
+        name, k = f"{stem}_{k}{suffix}", k + 1
+    taken.add(name)
+    return directory / name
+
+
+class VideoRender:
+    """An mp4 written to a temp file and renamed into place on close (valid up to the last frame)."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self._ctx = atomic_path(path)
+        self._tmp = self._ctx.__enter__()
+        self.fps = fps if fps and fps > 0 else 25.0
+        self.writer: cv2.VideoWriter | None = None
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        if self.writer is None:
+            h, w = frame_bgr.shape[:2]
+            self.writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+        self.writer.write(frame_bgr)
+
+    def close(self, ok: bool = True) -> None:
+        if self.writer is not None:
+            self.writer.release()
+        if ok and self.writer is not None:
+            self._ctx.__exit__(None, None, None)
+        else:
+            self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
+class PredictionWriter:
+    """Collects results for `out_dir`: results.json (COCO keypoint results) + image_ids.json, and optionally
+    openpose/<name>.json per image and render/<name>.jpg (or .mp4 per video)."""
+
+    def __init__(self, out_dir: Path, openpose: bool = False, render: bool = False) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.openpose, self.render = openpose, render
+        self.ids = ImageIds()
+        self.results: list[dict[str, Any]] = []
+        self._names: dict[str, set[str]] = {"openpose": set(), "render": set()}
+        self._videos: dict[str, VideoRender] = {}
+
+    def add(self, source: str, image: np.ndarray, poses: Poses, fps: float | None = None) -> None:
+        image_id = self.ids.assign(source)
+        self.results.extend(poses.to_coco_results(image_id))
+        video, _, frame = source.partition("#frame=")
+        stem = Path(video).stem + (f"_{int(frame):06d}" if frame else "")
+        if self.openpose:
+            path = _unique_name(self.out_dir / "openpose", stem, ".json", self._names["openpose"])
+            atomic_write_json(path, {"source": source, "image_id": image_id, **poses.to_openpose()})
+        if self.render:
+            canvas = draw_poses(image, poses)
+            if frame:
+                if video not in self._videos:
+                    path = _unique_name(self.out_dir / "render", Path(video).stem, ".mp4", self._names["render"])
+                    self._videos[video] = VideoRender(path, fps or 25.0)
+                self._videos[video].write(canvas)
+            else:
+                ok, buf = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 92])
+                if ok:
+                    atomic_write_bytes(_unique_name(self.out_dir / "render", stem, ".jpg", self._names["render"]), buf.tobytes())
+
+    def close(self) -> None:
+        for v in self._videos.values():
+            v.close()
+        self._videos.clear()
+        atomic_write_json(self.out_dir / "results.json", self.results)
+        atomic_write_json(self.out_dir / "image_ids.json", {str(v): k for k, v in self.ids.by_source.items()}, indent=1)

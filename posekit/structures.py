@@ -1,0 +1,114 @@
+"""Core types: `KeypointSpec` (what the keypoints are) and `Poses` (one image's result)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class KeypointSpec:
+    name: str
+    keypoints: tuple[str, ...]
+    flip_pairs: tuple[tuple[int, int], ...]
+    skeleton: tuple[tuple[int, int], ...]  # 0-based index pairs
+    sigmas: tuple[float, ...]  # OKS per-keypoint sigmas
+    colors: tuple[tuple[int, int, int], ...] = ()  # RGB per skeleton link
+
+    @property
+    def num_keypoints(self) -> int:
+        return len(self.keypoints)
+
+
+@dataclass
+class Poses:
+    """Poses found in one image, in image pixels (pixel centres at integers).
+
+    keypoints float32 [N,K,2]; keypoint_scores float32 [N,K] in [0,1]; boxes float32 [N,4] xyxy;
+    scores float32 [N]; track_ids int64 [N] or None; spec: name of the KeypointSpec.
+    """
+
+    keypoints: np.ndarray
+    keypoint_scores: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    spec: str = "coco17"
+    track_ids: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        k = self.keypoints.shape[1] if self.keypoints.ndim == 3 else 0
+        self.keypoints = np.asarray(self.keypoints, np.float32).reshape(-1, k, 2)
+        self.keypoint_scores = np.asarray(self.keypoint_scores, np.float32).reshape(-1, k)
+        self.boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4)
+        self.scores = np.asarray(self.scores, np.float32).reshape(-1)
+        n = len(self.keypoints)
+        if not (len(self.keypoint_scores) == len(self.boxes) == len(self.scores) == n):
+            raise ValueError("Poses arrays disagree on the number of persons")
+        if self.track_ids is not None:
+            self.track_ids = np.asarray(self.track_ids, np.int64).reshape(n)
+
+    @classmethod
+    def empty(cls, num_keypoints: int = 17, spec: str = "coco17") -> Poses:
+        return cls(np.zeros((0, num_keypoints, 2)), np.zeros((0, num_keypoints)), np.zeros((0, 4)), np.zeros(0), spec)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def select(self, index: np.ndarray) -> Poses:
+        tid = None if self.track_ids is None else self.track_ids[index]
+        return Poses(self.keypoints[index], self.keypoint_scores[index], self.boxes[index], self.scores[index], self.spec, tid, dict(self.meta))
+
+    def to_coco_results(self, image_id: int, category_id: int = 1) -> list[dict[str, Any]]:
+        """COCO keypoint-results entries (what pycocotools' loadRes reads)."""
+        out = []
+        for i in range(len(self)):
+            kps = np.concatenate([self.keypoints[i], self.keypoint_scores[i, :, None]], axis=1)
+            x1, y1, x2, y2 = (float(v) for v in self.boxes[i])
+            entry = {
+                "image_id": int(image_id),
+                "category_id": category_id,
+                "keypoints": [round(float(v), 3) for v in kps.reshape(-1)],
+                "score": round(float(self.scores[i]), 6),
+                "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+            }
+            if self.track_ids is not None:
+                entry["track_id"] = int(self.track_ids[i])
+            out.append(entry)
+        return out
+
+    def to_openpose(self) -> dict[str, Any]:
+        """OpenPose-style JSON in the 18-point COCO layout (neck = shoulder midpoint), as AlphaPose writes it."""
+        if self.spec != "coco17":
+            raise ValueError(f"OpenPose output needs coco17 keypoints, not {self.spec}")
+        people = []
+        for i in range(len(self)):
+            xy, s = self.keypoints[i], self.keypoint_scores[i]
+            neck_xy, neck_s = (xy[5] + xy[6]) / 2, min(s[5], s[6])
+            pts = [(xy[j], s[j]) if j >= 0 else (neck_xy, neck_s) for j in OPENPOSE18_FROM_COCO17]
+            flat = [round(float(v), 3) for p, c in pts for v in (p[0], p[1], c)]
+            tid = -1 if self.track_ids is None else int(self.track_ids[i])
+            people.append({"person_id": [tid], "pose_keypoints_2d": flat, "score": round(float(self.scores[i]), 6)})
+        return {"version": 1.3, "keypoint_layout": "COCO-18 (OpenPose)", "people": people}
+
+    @classmethod
+    def from_coco(cls, annotations: list[dict[str, Any]], spec: str = "coco17") -> Poses:
+        """Poses from COCO annotations or results (visibility / score in the third column)."""
+        if not annotations:
+            return cls.empty(spec=spec)
+        kps = np.array([a["keypoints"] for a in annotations], np.float32).reshape(len(annotations), -1, 3)
+        if "bbox" in annotations[0]:
+            b = np.array([a["bbox"] for a in annotations], np.float32)
+            boxes = np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
+        else:
+            boxes = np.concatenate([kps[:, :, :2].min(1), kps[:, :, :2].max(1)], axis=1)
+        scores = np.array([a.get("score", 1.0) for a in annotations], np.float32)
+        vis = kps[:, :, 2] if "score" in annotations[0] else (kps[:, :, 2] > 0).astype(np.float32)
+        return cls(kps[:, :, :2], vis, boxes, scores, spec)
+
+
+# OpenPose COCO-18 order: nose, neck, r-sho, r-elb, r-wri, l-sho, l-elb, l-wri, r-hip, r-knee, r-ank,
+# l-hip, l-knee, l-ank, r-eye, l-eye, r-ear, l-ear (-1 = neck, synthesised).
+OPENPOSE18_FROM_COCO17 = (0, -1, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3)
