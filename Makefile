@@ -19,12 +19,13 @@ demo: $(STAMP)
 	$(VENV)/bin/posekit weights fetch
 	$(VENV)/bin/posekit weights verify
 	@if [ -d "$(POSEKIT_TEST_DATA)/coco-mini/train2017" ]; then \
-		input="$(POSEKIT_TEST_DATA)/coco-mini/train2017"; \
+		input="$(POSEKIT_TEST_DATA)/coco-mini/train2017"; model=topdown-thunder; \
 	else \
-		echo "shared data not found at $(POSEKIT_TEST_DATA): using a generated image"; \
-		$(PY) tools/make_demo_image.py outputs/demo-input.jpg; input=outputs/demo-input.jpg; \
+		echo "shared data not found at $(POSEKIT_TEST_DATA): using a generated image of two drawn people"; \
+		echo "(movenet-multipose: the CenterNet detector of the top-down default sees only their heads)"; \
+		$(PY) tools/make_demo_image.py outputs/demo-input.jpg; input=outputs/demo-input.jpg; model=movenet-multipose; \
 	fi; \
-	$(VENV)/bin/posekit predict "$$input" --render --out $(DEMO_OUT) && \
+	$(VENV)/bin/posekit predict "$$input" --model $$model --render --out $(DEMO_OUT) && \
 	echo "results: $(DEMO_OUT)/results.json (COCO keypoint results)" && \
 	echo "renders: $(DEMO_OUT)/render/"
 

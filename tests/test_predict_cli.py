@@ -12,7 +12,7 @@ from PIL import Image
 
 from posekit.cli import main
 
-pytestmark = [pytest.mark.weights, pytest.mark.data]
+pytestmark = [pytest.mark.weights]
 
 PERSON_IMAGE = "000000466137.jpg"
 
@@ -59,6 +59,7 @@ def _write_broken(d: Path, good_jpg: bytes, good_png: bytes, i: int) -> Path:
     return p
 
 
+@pytest.mark.data
 def test_200_mixed_inputs_no_crash_every_bad_one_reported(tmp_path: Path, coco_mini: Path, weights, capsys) -> None:
     src = coco_mini / "train2017" / PERSON_IMAGE
     base = np.array(Image.open(src).convert("RGB"))
@@ -93,6 +94,7 @@ def test_200_mixed_inputs_no_crash_every_bad_one_reported(tmp_path: Path, coco_m
     assert not [p for p in out.rglob("*") if ".tmp" in p.name]  # no temp files left behind
 
 
+@pytest.mark.data
 def test_topdown_with_gt_boxes_render_openpose_and_video(tmp_path: Path, coco_mini: Path, weights, capsys) -> None:
     images = sorted((coco_mini / "train2017").glob("*.jpg"))[:6]
     video = tmp_path / "clip.mp4"
@@ -125,6 +127,7 @@ def test_topdown_with_gt_boxes_render_openpose_and_video(tmp_path: Path, coco_mi
 
 
 @pytest.mark.slow
+@pytest.mark.data
 def test_topdown_on_detection_results_file_scores_like_measured(tmp_path: Path, data_dir: Path, weights) -> None:
     """The standard top-down protocol: person boxes from a COCO detection-results file (AP_H 56 boxes)."""
     fx = data_dir / "fixtures" / "coco"
@@ -137,3 +140,19 @@ def test_topdown_on_detection_results_file_scores_like_measured(tmp_path: Path, 
 
     stats = evaluate_coco_keypoints(fx / "test_coco.json", out / "results.json")
     assert stats["AP"] >= 0.65  # measured 0.744 (README); a regression in crops/decoding drops it far below
+
+
+def test_generated_demo_image_shows_two_people(tmp_path: Path, weights) -> None:
+    """`make demo` without shared data runs multipose on tools/make_demo_image.py's two drawn people."""
+    import subprocess
+    import sys
+
+    from posekit.api import PoseEstimator
+
+    root = Path(__file__).resolve().parents[1]
+    image = tmp_path / "demo.jpg"
+    subprocess.run([sys.executable, str(root / "tools" / "make_demo_image.py"), str(image)], check=True, capture_output=True)
+    poses = PoseEstimator("movenet-multipose")(image)
+    assert len(poses) == 2
+    centres = sorted((poses.boxes[:, 0] + poses.boxes[:, 2]) / 2)
+    assert abs(centres[0] - 220) < 40 and abs(centres[1] - 450) < 40  # the figures are drawn at x = 220 and 450
