@@ -90,3 +90,11 @@ def test_quantized_weights_are_dequantized(tmp_path) -> None:
     np.testing.assert_allclose(w["a"], [-1.0, 0.0, 126.5])
     np.testing.assert_allclose(w["b"], [1.5, -2.0])
     assert w["a"].dtype == np.float32
+
+
+def test_pad_orders_dimensions_like_tf() -> None:
+    x = torch.ones(1, 2, 3, 1)
+    nodes = [GraphNode("x", "Placeholder", []), const("p"), const("v"), GraphNode("out", "PadV2", ["x", "p", "v"])]
+    paddings = np.array([[0, 0], [1, 0], [0, 2], [0, 0]], np.int32)  # one row on top, two columns on the right
+    out = run_graph(nodes, {"p": paddings, "v": np.array(-1.0, np.float32)}, x)[0, :, :, 0]
+    assert out.tolist() == [[-1, -1, -1, -1, -1], [1, 1, 1, -1, -1], [1, 1, 1, -1, -1]]

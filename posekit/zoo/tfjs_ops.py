@@ -216,6 +216,12 @@ def _with_attr(fn: Callable[..., Any]) -> Builder:
     return lambda node, const: lambda *xs: fn(node.attr, *xs)
 
 
+def _pad(x: Tensor, paddings: Tensor, value: Tensor | None = None) -> Tensor:
+    """TF Pad/PadV2: `paddings` [rank, 2] (before, after) per dim, first dim first; F.pad wants last first."""
+    flat = [int(v) for row in reversed(paddings.tolist()) for v in row]
+    return F.pad(x, flat, value=0.0 if value is None else value.item())
+
+
 def _squeeze(attr: dict[str, Any], x: Tensor) -> Tensor:
     dims = attr.get("squeeze_dims") or [d for d, s in enumerate(x.shape) if s == 1]
     for d in sorted((d % x.dim() for d in dims), reverse=True):
@@ -276,6 +282,8 @@ OPS: dict[str, Builder] = {
     "ConcatV2": _simple(lambda *xs: torch.cat(xs[:-1], dim=int(xs[-1]))),
     "Split": _with_attr(lambda a, axis, x: torch.chunk(x, a["num_split"], dim=int(axis))),
     "StridedSlice": _strided_slice,
+    "Pad": _simple(_pad),
+    "PadV2": _simple(_pad),
     "Shape": _simple(lambda x: torch.tensor(x.shape, dtype=torch.int32)),
     "Size": _simple(lambda x: torch.tensor(x.numel(), dtype=torch.int32)),
     "Range": _with_attr(lambda a, s, e, d: torch.arange(s.item(), e.item(), d.item(), dtype=_DTYPES[a.get("Tidx", "DT_INT32")])),
