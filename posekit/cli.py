@@ -1,4 +1,4 @@
-"""posekit command line: `posekit predict | eval | weights | bench`."""
+"""posekit command line: `posekit predict | eval | show | weights | bench`."""
 
 from __future__ import annotations
 
@@ -59,15 +59,47 @@ def _weights(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from posekit.evaluation.coco import evaluate_coco_keypoints
+    from posekit.evaluation.run import DATASET_OF_SPEC, convert_results, detect_dataset, evaluate_files, format_table, load_results
+    from posekit.fileio import atomic_write_json
 
-    stats = evaluate_coco_keypoints(args.gt, args.results)
-    print("  ".join(f"{k} {v:.3f}" for k, v in stats.items()))
+    if (args.results is None) == (args.model is None):
+        raise PosekitError("give either --results RES (score a results file) or --model NAME --images DIR (run a model, then score it)")
+    results = args.results
+    if args.model:
+        if args.images is None:
+            raise PosekitError("--model needs --images DIR (the images the ground truth annotates)")
+        from posekit.api import PoseEstimator
+        from posekit.pipeline.predict import run_predict
+
+        dataset = DATASET_OF_SPEC.get(args.spec, "coco") if args.spec else detect_dataset(args.gt)
+        if dataset not in ("coco", "crowdpose") or args.gt.suffix != ".json":
+            raise PosekitError(f"--model runs on COCO-format ground truth (coco, crowdpose); this is {dataset}")
+        out = Path(args.out_dir)
+        gt = json.loads(args.gt.read_text())
+        files = [str(args.images / img["file_name"]) for img in gt["images"]]  # only the annotated images
+        summary = run_predict(files, PoseEstimator(args.model), out, quiet=args.quiet)
+        print(summary.line())
+        ids = json.loads((out / "image_ids.json").read_text())
+        by_name = {Path(img["file_name"]).name: img["id"] for img in gt["images"]}
+        remap = {int(k): by_name.get(Path(v).name, int(k)) for k, v in ids.items()}
+        preds = [{**r, "image_id": remap[r["image_id"]]} for r in load_results(out / "results.json")]
+        results = convert_results(preds, "coco17", args.spec or ("crowdpose14" if dataset == "crowdpose" else "coco17"))
+    dataset, stats = evaluate_files(args.gt, results, args.spec)
+    print(format_table(dataset, stats))
     if args.out:
-        from posekit.fileio import atomic_write_json
-
-        atomic_write_json(args.out, stats, indent=1)
+        atomic_write_json(args.out, {"dataset": dataset, "gt": str(args.gt), "stats": stats}, indent=1)
+        print(f"stats written to {args.out}")
     return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from posekit.viz.show import render_ground_truth
+
+    n, missing = render_ground_truth(args.gt, args.images, Path(args.out), args.limit)
+    for m in missing:
+        print(f"posekit: skipped {m}", file=sys.stderr)
+    print(f"rendered {n} images -> {args.out}")
+    return 1 if missing else 0
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -80,6 +112,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from posekit.api import DEFAULT_MODEL, PIPELINES
+    from posekit.data.specs import SPECS
 
     p = argparse.ArgumentParser(prog="posekit", description="Multi-person 2D human pose estimation on real pretrained weights.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -107,11 +140,28 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--force", action="store_true", help="re-convert even when the cache verifies")
     w.set_defaults(func=_weights)
 
-    ev = sub.add_parser("eval", help="score COCO keypoint results against ground truth (pycocotools)")
-    ev.add_argument("--gt", required=True, type=Path, help="COCO keypoint annotations JSON")
-    ev.add_argument("--results", required=True, type=Path, help="results.json written by posekit predict")
+    ev = sub.add_parser("eval", help="score results against ground truth with the dataset's own metric",
+                        description="Metric from the ground truth: COCO / OCHuman keypoint AP (pycocotools); CrowdPose AP "
+                        "with easy/medium/hard; COCO-WholeBody and Halpe per-part AP; MPII PCKh@0.5; LSP PCK@0.2; "
+                        "PoseTrack per-joint AP and MOTA.")  # fmt: skip
+    ev.add_argument(
+        "--gt", required=True, type=Path, help="ground truth: COCO-style json, MPII json, PoseTrack json or folder, LSP joints.mat"
+    )
+    ev.add_argument("--results", type=Path, help="keypoint results (COCO results list, e.g. posekit predict's results.json)")
+    ev.add_argument("--spec", choices=sorted(SPECS), help="keypoint spec of GT and results (default: detected from the GT)")
+    ev.add_argument("--model", choices=list(PIPELINES), help="run this model on --images first, then score it")
+    ev.add_argument("--images", type=Path, help="with --model: the folder of images the GT annotates")
+    ev.add_argument("--out-dir", default="outputs/eval", help="with --model: where its predictions go (default outputs/eval)")
     ev.add_argument("--out", type=Path, help="write the stats as JSON here")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_eval)
+
+    sh = sub.add_parser("show", help="render ground-truth skeletons of an annotation file")
+    sh.add_argument("--gt", required=True, type=Path, help="annotations (COCO-style json, MPII json, PoseTrack json, LSP joints.mat)")
+    sh.add_argument("--images", required=True, type=Path, help="folder the annotation's file names are relative to")
+    sh.add_argument("--out", required=True, help="output folder for the renders")
+    sh.add_argument("--limit", type=int, default=None, help="render at most this many images")
+    sh.set_defaults(func=_show)
 
     b = sub.add_parser("bench", help="measure images/s of each pipeline; prints one JSON line per measurement")
     b.add_argument("images", nargs="+", type=Path, help="images to run on")

@@ -1,0 +1,191 @@
+"""`posekit eval`: pick the dataset's metric from the ground-truth file and score a results file."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from posekit.data.datasets import DatasetError, Sample, read_coco, read_lsp, read_mpii, read_posetrack, to_coco_dict
+from posekit.data.specs import convert_keypoints, get_spec
+from posekit.evaluation.coco import evaluate_coco_keypoints, evaluate_crowdpose, evaluate_parts
+from posekit.evaluation.pck import head_sizes, lsp_pck, mpii_pckh
+from posekit.evaluation.posetrack import FramePoses, posetrack_ap, posetrack_mota
+
+
+def detect_dataset(gt: Path) -> str:
+    """'coco', 'crowdpose', 'wholebody', 'halpe', 'posetrack', 'mpii' or 'lsp' from the GT file itself."""
+    if gt.is_dir():
+        return "posetrack"
+    if gt.suffix == ".mat":
+        return "lsp"
+    data = json.loads(gt.read_text())
+    if isinstance(data, list):
+        return "mpii"
+    images = data.get("images") or [{}]
+    if "crowdIndex" in images[0]:
+        return "crowdpose"
+    if "vid_id" in images[0]:
+        return "posetrack"
+    samples = read_coco(gt)
+    spec = samples[0].spec if samples else "coco17"
+    return {"coco_wholebody133": "wholebody", "halpe136": "halpe"}.get(spec, "coco")
+
+
+def load_results(path: str | Path) -> list[dict[str, Any]]:
+    """COCO keypoint results (a list), or a PoseTrack-style dict whose 'annotations' are the results."""
+    data = json.loads(Path(path).read_text())
+    if isinstance(data, dict):
+        data = data.get("annotations", [])
+    if not isinstance(data, list):
+        raise DatasetError(f"{path}: expected a list of keypoint results")
+    for i, r in enumerate(data):
+        for key in ("image_id", "keypoints"):
+            if key not in r:
+                raise DatasetError(f"{path}: result {i}: missing field '{key}'")
+    return data
+
+
+def _by_image(results: list[dict], k: int) -> dict[Any, list[tuple[np.ndarray, float, Any]]]:
+    out: dict[Any, list] = defaultdict(list)
+    for r in results:
+        out[r["image_id"]].append((np.asarray(r["keypoints"], np.float32).reshape(k, 3), float(r.get("score", 1.0)), r.get("track_id")))
+    return out
+
+
+def _assign(sample: Sample, preds: list, norm: np.ndarray) -> np.ndarray:
+    """Predicted keypoints [N,K,2] for the GT persons of `sample` (Hungarian on normalised distance)."""
+    gt = np.stack([i.keypoints for i in sample.instances])
+    out = np.full((len(gt), gt.shape[1], 2), np.inf, np.float32)
+    if not preds:
+        return out
+    pk = np.stack([p[0][:, :2] for p in preds])
+    vis = gt[:, None, :, 2] > 0
+    d = np.linalg.norm(gt[:, None, :, :2] - pk[None], axis=-1) / np.maximum(norm, 1e-9)[:, None, None]
+    cost = np.where(vis, d, 0).sum(-1) / np.maximum(vis.sum(-1), 1)
+    rows, cols = linear_sum_assignment(cost)
+    out[rows] = pk[cols]
+    return out
+
+
+def _pck_inputs(samples: list[Sample], results: list[dict], norm_of) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    k = get_spec(samples[0].spec).num_keypoints
+    by_image = _by_image(results, k)
+    preds, gts, vis, norms = [], [], [], []
+    for s in samples:
+        if not s.instances:
+            continue
+        norm = norm_of(s)
+        preds.append(_assign(s, by_image.get(s.image_id, []), norm))
+        g = np.stack([i.keypoints for i in s.instances])
+        gts.append(g[:, :, :2])
+        vis.append(g[:, :, 2] > 0)
+        norms.append(norm)
+    return np.concatenate(preds), np.concatenate(gts), np.concatenate(vis), norms
+
+
+def _mpii_head_size(s: Sample) -> np.ndarray:
+    boxes = []
+    for inst in s.instances:
+        if "head_box" in inst.extras:
+            boxes.append(inst.extras["head_box"])
+        else:  # no head box in the file: a square of side |head_top - upper_neck| centred between them
+            top, neck = inst.keypoints[9, :2], inst.keypoints[8, :2]
+            side = float(np.linalg.norm(top - neck))
+            c = (top + neck) / 2
+            boxes.append(np.array([c[0] - side / 2, c[1] - side / 2, c[0] + side / 2, c[1] + side / 2]))
+    return head_sizes(np.stack(boxes).astype(np.float64))
+
+
+def _torso(s: Sample) -> np.ndarray:
+    names = get_spec(s.spec).keypoints
+    ls, rh = names.index("left_shoulder"), names.index("right_hip")
+    return np.array([np.linalg.norm(i.keypoints[ls, :2] - i.keypoints[rh, :2]) for i in s.instances])
+
+
+def _frames(samples: list[Sample], results: list[dict] | None) -> list[FramePoses]:
+    k = get_spec("posetrack17").num_keypoints
+    by_image = _by_image(results, k) if results is not None else None
+    frames = []
+    for s in samples:
+        if by_image is None:
+            kp = np.stack([i.keypoints for i in s.instances]) if s.instances else np.zeros((0, k, 3), np.float32)
+            heads = np.stack([i.extras.get("head_box", i.box) for i in s.instances]) if s.instances else np.zeros((0, 4))
+            ids = np.array([i.track_id if i.track_id is not None else n for n, i in enumerate(s.instances)], np.int64)
+            frames.append(FramePoses(kp[:, :, :2], (kp[:, :, 2] > 0).astype(np.float32), ids, heads))
+        else:
+            preds = by_image.get(s.image_id, [])
+            kp = np.stack([p[0] for p in preds]) if preds else np.zeros((0, k, 3), np.float32)
+            ids = np.array([p[2] if p[2] is not None else n for n, p in enumerate(preds)], np.int64)
+            frames.append(FramePoses(kp[:, :, :2], kp[:, :, 2], ids))
+    return frames
+
+
+DATASET_OF_SPEC = {
+    "coco17": "coco", "crowdpose14": "crowdpose", "coco_wholebody133": "wholebody", "halpe136": "halpe",
+    "mpii16": "mpii", "lsp14": "lsp", "posetrack17": "posetrack",
+}  # fmt: skip
+
+
+def evaluate_files(gt: str | Path, results: str | Path | list, spec: str | None = None) -> tuple[str, dict[str, Any]]:
+    """Score `results` against `gt` with the dataset's own metric; returns (dataset, stats).
+
+    `spec` forces the keypoint spec (else detected from the GT file); a COCO-format spec without a
+    dataset metric of its own (e.g. halpe26) is scored by COCO AP with that spec's sigmas."""
+    gt = Path(gt)
+    dataset = DATASET_OF_SPEC.get(spec, "coco") if spec else detect_dataset(gt)
+    res = load_results(results) if isinstance(results, (str, Path)) else results
+    if dataset == "coco":
+        sigmas = np.array(get_spec(spec).sigmas) if spec else None
+        return dataset, evaluate_coco_keypoints(gt, res, sigmas)
+    if dataset == "crowdpose":
+        return dataset, evaluate_crowdpose(gt, res, np.array(get_spec("crowdpose14").sigmas))
+    if dataset in ("wholebody", "halpe"):
+        spec = "coco_wholebody133" if dataset == "wholebody" else "halpe136"
+        return dataset, evaluate_parts(to_coco_dict(read_coco(gt, spec=spec)), res, spec, np.array(get_spec(spec).sigmas))
+    if dataset == "mpii":
+        samples = read_mpii(gt)
+        pred, g, vis, norms = _pck_inputs(samples, res, _mpii_head_size)
+        return dataset, mpii_pckh(pred, g, vis, np.concatenate(norms))
+    if dataset == "lsp":
+        samples = read_lsp(gt)
+        pred, g, vis, _ = _pck_inputs(samples, res, _torso)
+        return dataset, lsp_pck(pred, g, vis, get_spec("lsp14").keypoints)
+    if dataset == "posetrack":
+        samples = [s for s in read_posetrack(gt) if s.extras.get("is_labeled", True)]
+        names = get_spec("posetrack17").keypoints
+        gt_frames, pred_frames = _frames(samples, None), _frames(samples, res)
+        return dataset, {"AP": posetrack_ap(gt_frames, pred_frames, names), "MOTA": posetrack_mota(gt_frames, pred_frames, names)}
+    raise DatasetError(f"unknown dataset kind {dataset!r}")
+
+
+def convert_results(results: list[dict], src: str, dst: str) -> list[dict]:
+    """COCO results of spec `src` rewritten as spec `dst` (joints `src` lacks get score 0)."""
+    if src == dst:
+        return results
+    k = get_spec(src).num_keypoints
+    out = []
+    for r in results:
+        kp = np.asarray(r["keypoints"], np.float32).reshape(1, k, 3)
+        xy, s = convert_keypoints(kp[:, :, :2], kp[:, :, 2], src, dst)
+        out.append({**r, "keypoints": np.concatenate([xy[0], s[0][:, None]], 1).reshape(-1).round(3).tolist()})
+    return out
+
+
+def format_table(dataset: str, stats: dict[str, Any]) -> str:
+    """A plain-text table: one row per metric group."""
+    lines = []
+    flat = stats if all(not isinstance(v, dict) for v in stats.values()) else None
+    if flat is not None:
+        lines.append("  ".join(f"{k:>8}" for k in flat))
+        lines.append("  ".join(f"{v:8.4f}" for v in flat.values()))
+    else:
+        for group, values in stats.items():
+            lines.append(f"[{group}]")
+            lines.append("  ".join(f"{k[:10]:>10}" for k in values))
+            lines.append("  ".join(f"{v:10.4f}" for v in values.values()))
+    return f"{dataset}\n" + "\n".join(lines)
