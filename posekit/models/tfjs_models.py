@@ -13,9 +13,28 @@ from posekit.zoo.store import load_graph
 COCO_PERSON = 0
 
 
-def load_module(name: str) -> TfjsGraphModule:
+# MoveNet single-pose internals used for identity embeddings: the MobileNetV2 trunk's last feature map
+# (stride 32) and the keypoint heatmaps (stride 4).
+MOVENET_FEATURES = "StatefulPartitionedCall/center_net_mobile_net_v2fpn_feature_extractor/model_1/model/out_relu/Relu6"
+MOVENET_HEATMAPS = "StatefulPartitionedCall/Sigmoid"
+
+
+def load_module(name: str, extra_outputs: tuple[str, ...] = ()) -> TfjsGraphModule:
     entry = graph_entry(name)
-    return TfjsGraphModule(load_graph(name), outputs=entry.outputs or None).eval()
+    graph = load_graph(name)
+    outputs = list(entry.outputs or graph.outputs) + list(extra_outputs)
+    return TfjsGraphModule(graph, outputs=outputs).eval()
+
+
+def pose_guided_embeddings(features: torch.Tensor, heatmaps: torch.Tensor) -> np.ndarray:
+    """Identity embeddings [N,C] in the spirit of AlphaPose's PGA (eq. 20): trunk features weighted by
+    (1 + attention), the attention being the max keypoint heatmap at the features' resolution; pooled
+    and L2-normalised. features [N,h,w,C], heatmaps [N,H,W,K] (NHWC)."""
+    f = features.permute(0, 3, 1, 2)
+    attention = torch.nn.functional.adaptive_avg_pool2d(heatmaps.amax(-1, keepdim=True).permute(0, 3, 1, 2), f.shape[-2:])
+    weights = 1.0 + attention
+    emb = (f * weights).sum((2, 3)) / weights.sum((2, 3))
+    return torch.nn.functional.normalize(emb, dim=1).numpy()
 
 
 def to_batch(images: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
@@ -28,7 +47,7 @@ class SinglePoseMoveNet:
 
     def __init__(self, name: str = "movenet-thunder", margin: float = 1.25) -> None:
         self.name = name
-        self.module = load_module(name)
+        self.module = load_module(name, (MOVENET_FEATURES, MOVENET_HEATMAPS))
         self.size = 256 if name == "movenet-thunder" else 192
         self.margin = margin
 
@@ -39,12 +58,20 @@ class SinglePoseMoveNet:
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints [N,17,2] in image pixels and their scores [N,17] for person boxes [N,4] xyxy."""
-        if len(boxes) == 0:
-            return np.zeros((0, 17, 2), np.float32), np.zeros((0, 17), np.float32)
-        crops, mats = self.crop_inputs(image, boxes)
-        raw = self.module(to_batch(crops, torch.int32)).numpy().reshape(len(boxes), 17, 3)
+        keypoints, scores, _ = self.forward_crops(*self.crop_inputs(image, boxes))
+        return keypoints, scores
+
+    def forward_crops(
+        self, crops: np.ndarray, mats: np.ndarray, with_embeddings: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Keypoints in image pixels, their scores and (optionally) identity embeddings for crops from `crop_inputs`."""
+        if len(crops) == 0:
+            return np.zeros((0, 17, 2), np.float32), np.zeros((0, 17), np.float32), np.zeros((0, 1280), np.float32)
+        out, features, heatmaps = self.module(to_batch(crops, torch.int32))
+        raw = out.numpy().reshape(len(crops), 17, 3)
         crop_xy = raw[:, :, [1, 0]] * self.size - 0.5  # normalised (y, x) edges -> crop pixel centres
-        return apply_inverse(mats, crop_xy), raw[:, :, 2].astype(np.float32)
+        emb = pose_guided_embeddings(features, heatmaps) if with_embeddings else None
+        return apply_inverse(mats, crop_xy), raw[:, :, 2].astype(np.float32), emb
 
 
 class MultiPoseMoveNet:

@@ -50,12 +50,21 @@ class TopDownPipeline:
             boxes, box_scores = self.detect(image)
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         box_scores = np.ones(len(boxes), np.float32) if box_scores is None else np.asarray(box_scores, np.float32)
+        crops, mats = self.pose.crop_inputs(image, boxes)
+        return self.estimate(crops, mats, boxes, box_scores)
+
+    def estimate(
+        self, crops: np.ndarray, mats: np.ndarray, boxes: np.ndarray, box_scores: np.ndarray, with_embeddings: bool = False
+    ) -> Poses:
+        """Poses from person crops: pose model, instance scores, OKS-NMS. With `with_embeddings`, each
+        person's identity embedding is in `meta['embeddings']`."""
         if len(boxes) == 0:
             return Poses.empty()
-        keypoints, kp_scores = self.pose(image, boxes)
+        keypoints, kp_scores, emb = self.pose.forward_crops(crops, mats, with_embeddings)
         scores = instance_scores(box_scores, kp_scores, self.options.keypoint_threshold)
         keep = oks_nms(keypoints, scores, boxes, np.array(COCO17.sigmas), self.options.oks_nms_threshold)
-        return Poses(keypoints, kp_scores, boxes, scores).select(keep)
+        meta = {"embeddings": emb} if emb is not None else {}
+        return Poses(keypoints, kp_scores, boxes, scores, meta=meta).select(keep)
 
 
 class MultiPosePipeline:

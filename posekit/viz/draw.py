@@ -1,4 +1,4 @@
-"""Skeleton rendering: keypoints and limbs coloured by confidence (red = low, green = high)."""
+"""Skeleton rendering: keypoints coloured by confidence (red = low, green = high); limbs too, or by track id."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def draw_poses(image_rgb: np.ndarray, poses: Poses, min_score: float = 0.1, draw
     scale = max(1, round(max(canvas.shape[:2]) / 640))
     for i in range(len(poses)):
         xy, s = poses.keypoints[i], poses.keypoint_scores[i]
+        tracked = track_color(int(poses.track_ids[i])) if poses.track_ids is not None else None
         if draw_boxes:
             color = track_color(int(poses.track_ids[i])) if poses.track_ids is not None else (200, 200, 200)
             x1, y1, x2, y2 = (int(round(v)) for v in poses.boxes[i])
@@ -38,7 +39,8 @@ def draw_poses(image_rgb: np.ndarray, poses: Poses, min_score: float = 0.1, draw
         for a, b in spec.skeleton:
             if s[a] >= min_score and s[b] >= min_score:
                 pa, pb = tuple(int(round(v)) for v in xy[a]), tuple(int(round(v)) for v in xy[b])
-                cv2.line(canvas, pa, pb, score_color(min(s[a], s[b])), 2 * scale, cv2.LINE_AA)
+                # a tracked person keeps its id's colour; otherwise limbs show their confidence
+                cv2.line(canvas, pa, pb, tracked or score_color(min(s[a], s[b])), 2 * scale, cv2.LINE_AA)
         for k in range(len(s)):
             if s[k] >= min_score:
                 cv2.circle(canvas, tuple(int(round(v)) for v in xy[k]), 2 * scale + 1, score_color(s[k]), -1, cv2.LINE_AA)

@@ -1,0 +1,234 @@
+"""`posekit track`: poses with track ids over a video, image sequence, webcam or stream."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from posekit.api import PoseEstimator
+from posekit.data.specs import convert_keypoints, get_spec
+from posekit.fileio import atomic_write_json
+from posekit.pipeline.readers import IMAGE_EXTS, Frame, iter_frames, open_video, read_image
+from posekit.pipeline.stages import MultiPosePipeline, TopDownPipeline
+from posekit.pipeline.stream import Stage, StageTimes, run_concurrent, run_sequential
+from posekit.pipeline.writers import VideoRender
+from posekit.structures import Poses
+from posekit.tracking.smoothing import PoseSmoother
+from posekit.tracking.tracker import PoseTracker, TrackerOptions
+from posekit.viz.draw import draw_poses
+
+
+@dataclass
+class Item:
+    """A frame travelling through the stages."""
+
+    frame: Frame
+    boxes: np.ndarray | None = None
+    box_scores: np.ndarray | None = None
+    crops: np.ndarray | None = None
+    mats: np.ndarray | None = None
+    poses: Poses | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def open_source(source: str, fps: float = 25.0) -> tuple[Iterator[Frame], int | None, float]:
+    """Frames of a video file, an image-sequence folder, a webcam index ('0') or a stream URL;
+    with the frame count when known and the frame rate."""
+    if source.isdigit() or "://" in source:
+        return _iter_capture(int(source) if source.isdigit() else source), None, fps
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+        frames = (Frame(str(f), i, image=None, timestamp_ms=1000.0 * i / fps) for i, f in enumerate(files))
+        return (_load(f) for f in frames), len(files), fps
+    cap = open_video(path)
+    count, rate = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None, cap.get(cv2.CAP_PROP_FPS) or fps
+    cap.release()
+    return iter_frames([path]), count, rate
+
+
+def _load(frame: Frame) -> Frame:
+    from posekit.errors import InputError
+
+    try:
+        frame.image = read_image(frame.source)
+    except InputError as e:
+        frame.error = str(e)
+    return frame
+
+
+def _iter_capture(spec: int | str) -> Iterator[Frame]:
+    cap = cv2.VideoCapture(spec)
+    if not cap.isOpened():
+        yield Frame(str(spec), 0, error=f"{spec}: cannot open the camera or stream")
+        return
+    start, k = time.perf_counter(), 0
+    try:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            yield Frame(
+                f"{spec}#frame={k}", k, image=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), timestamp_ms=1000 * (time.perf_counter() - start)
+            )
+            k += 1
+    finally:
+        cap.release()
+
+
+def build_stages(
+    estimator: PoseEstimator, tracker: PoseTracker, smoother: PoseSmoother | None, embeddings: bool, pose_workers: int = 1
+) -> list[Stage]:
+    """detect -> crop -> pose -> track for top-down models; pose -> track for single-stage ones.
+    `pose_workers` > 1 runs the pose stage on several frames at once (the tracker still sees them in order)."""
+    pipe = estimator.pipeline
+
+    def skip_bad(fn):
+        return lambda item: item if item.frame.image is None else fn(item)
+
+    def track(item: Item) -> Item:
+        poses = item.poses.select(np.flatnonzero(item.poses.scores >= estimator.score_threshold))
+        poses = tracker.update(poses, poses.meta.get("embeddings"))
+        if smoother is not None:
+            poses = smoother(poses, (item.frame.timestamp_ms or 0.0) / 1000.0)
+        item.poses = poses
+        return item
+
+    if isinstance(pipe, TopDownPipeline):
+
+        def detect(item: Item) -> Item:
+            item.boxes, item.box_scores = pipe.detect(item.frame.image)
+            return item
+
+        def crop(item: Item) -> Item:
+            item.crops, item.mats = pipe.pose.crop_inputs(item.frame.image, item.boxes)
+            return item
+
+        def pose(item: Item) -> Item:
+            item.poses = pipe.estimate(item.crops, item.mats, item.boxes, item.box_scores, embeddings)
+            item.crops = item.mats = None  # let the crops go before the frame reaches the writer
+            return item
+
+        stages = [
+            Stage("detect", skip_bad(detect), pose_workers),
+            Stage("crop", skip_bad(crop)),
+            Stage("pose", skip_bad(pose), pose_workers),
+        ]
+    else:
+        assert isinstance(pipe, MultiPosePipeline)
+
+        def pose(item: Item) -> Item:
+            item.poses = pipe(item.frame.image)
+            return item
+
+        stages = [Stage("pose", skip_bad(pose), pose_workers)]
+    return [*stages, Stage("track", skip_bad(track))]
+
+
+class TrackWriter:
+    """results.json (COCO results with track_id), posetrack.json (PoseTrack18 layout) and the render."""
+
+    def __init__(self, out_dir: Path, video_name: str, fps: float, render: bool) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.video_name = video_name
+        self.results: list[dict] = []
+        self.images: list[dict] = []
+        self.annotations: list[dict] = []
+        self.failed: list[str] = []
+        self.persons = 0
+        self.render = VideoRender(self.out_dir / f"{video_name}_tracked.mp4", fps) if render else None
+
+    def __call__(self, item: Item) -> None:
+        frame = item.frame
+        if frame.image is None:
+            self.failed.append(frame.error or frame.source)
+            tqdm.write(f"posekit: skipped {frame.error}", file=sys.stderr)
+            return
+        image_id = frame.index + 1
+        poses = item.poses
+        self.persons += len(poses)
+        self.results.extend(poses.to_coco_results(image_id))
+        self.images.append({"id": image_id, "file_name": frame.source, "frame_id": frame.index, "vid_id": self.video_name,
+                            "timestamp_ms": frame.timestamp_ms, "is_labeled": True})  # fmt: skip
+        pt_xy, pt_s = convert_keypoints(poses.keypoints, poses.keypoint_scores, poses.spec, "posetrack17")
+        for i in range(len(poses)):
+            x1, y1, x2, y2 = (float(v) for v in poses.boxes[i])
+            kps = np.concatenate([pt_xy[i], pt_s[i][:, None]], 1)
+            self.annotations.append({
+                "image_id": image_id, "track_id": int(poses.track_ids[i]), "category_id": 1,
+                "keypoints": [round(float(v), 2) for v in kps.reshape(-1)], "scores": [round(float(v), 4) for v in pt_s[i]],
+                "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)], "score": round(float(poses.scores[i]), 4),
+            })  # fmt: skip
+        if self.render is not None:
+            self.render.write(draw_poses(frame.image, poses))
+
+    def close(self) -> None:
+        if self.render is not None:
+            self.render.close()
+        atomic_write_json(self.out_dir / "results.json", self.results)
+        spec = get_spec("posetrack17")
+        category = {"id": 1, "name": "person", "keypoints": list(spec.keypoints), "skeleton": [[a + 1, b + 1] for a, b in spec.skeleton]}
+        atomic_write_json(
+            self.out_dir / "posetrack.json", {"images": self.images, "annotations": self.annotations, "categories": [category]}
+        )
+
+
+@dataclass
+class TrackSummary:
+    frames: int
+    persons: int
+    tracks: int
+    failed: list[str]
+    times: StageTimes
+
+    def line(self) -> str:
+        fps = self.frames / self.times.wall if self.times.wall else 0.0
+        bad = f", {len(self.failed)} failed" if self.failed else ""
+        return f"{self.frames} frames, {self.persons} poses, {self.tracks} tracks, {fps:.2f} fps{bad}; {self.times.line()}"
+
+
+def run_track(
+    source: str, estimator: PoseEstimator, out_dir: Path, render: bool = True, smooth: bool = False, embeddings: bool = True,
+    concurrent: bool = True, quiet: bool = False, tracker_options: TrackerOptions | None = None, max_frames: int | None = None,
+) -> TrackSummary:  # fmt: skip
+    frames, count, fps = open_source(source)
+    if max_frames is not None:
+        frames = (f for f in frames if f.index < max_frames)
+        count = min(count or max_frames, max_frames)
+    tracker = PoseTracker(tracker_options or TrackerOptions())
+    use_emb = embeddings and estimator.takes_boxes  # embeddings come from the top-down pose model
+    # Concurrent: one single-threaded worker per core on each model stage, frames in parallel. Measured on
+    # the 2-core machine, this beats both 2-thread ops in sequence and 2-thread ops in concurrent stages
+    # (which oversubscribe the cores): see README "Video and tracking".
+    workers = max(1, min(os.cpu_count() or 1, 4)) if concurrent else 1
+    stages = build_stages(estimator, tracker, PoseSmoother() if smooth else None, use_emb, workers)
+    name = Path(source).stem if not source.isdigit() and "://" not in source else "stream"
+    writer = TrackWriter(out_dir, name, fps, render)
+    bar = tqdm(total=count, unit="frame", disable=quiet or None, dynamic_ncols=True)
+
+    def sink(item: Item) -> None:
+        writer(item)
+        bar.update(1)
+
+    items = (Item(f) for f in frames)
+    threads = torch.get_num_threads()
+    if concurrent:
+        torch.set_num_threads(1)
+    try:
+        times = (run_concurrent if concurrent else run_sequential)(items, stages, sink)
+    finally:
+        torch.set_num_threads(threads)
+        bar.close()
+        writer.close()
+    return TrackSummary(len(writer.images), writer.persons, tracker.next_id - 1, writer.failed, times)

@@ -1,0 +1,136 @@
+"""Online pose tracking: AlphaPose's multi-stage identity matching (../shared/docs/alphapose.txt §4.2).
+
+Per frame: Kalman-predict every track's box; stage 1 links detections to tracks by identity embedding
+(cosine distance <= `embedding_threshold`, when embeddings are given); stage 2 links the rest by the
+fusion f = (1 - IoU) + lambda_np * dist_np (eq. 22) <= `fusion_threshold`; a second stage-2 pass with a
+lowered bar (`relaxed_threshold`) catches tracks that changed more; anything left starts a new track.
+Tracks unseen for more than `max_age` frames are retired. Assignment within a stage is Hungarian.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from posekit.structures import Poses
+from posekit.tracking.kalman import BoxKalman
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU [Na,Nb] of xyxy boxes."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)
+
+
+def normalized_pose_distance(kp_a, sc_a, box_a, kp_b, sc_b, box_b, sigma_conf: float = 0.5, sigma_dist: float = 0.02) -> np.ndarray:
+    """dist_np [Na,Nb] in [0,1]: poses centred on their box centres and scaled by the box size (the
+    same scale for both), then 1 - the confidence-weighted mean of exp(-d^2 / sigma_dist) over joints
+    (the KSim tanh weights and HSim kernel of eqs. 17-19)."""
+
+    def normalise(kp: np.ndarray, box: np.ndarray) -> np.ndarray:
+        centre = (box[:, None, :2] + box[:, None, 2:]) / 2
+        size = np.sqrt(np.prod(np.maximum(box[:, 2:] - box[:, :2], 1.0), axis=1))[:, None, None]
+        return (kp - centre) / size
+
+    na, nb = normalise(kp_a, box_a), normalise(kp_b, box_b)
+    d2 = ((na[:, None] - nb[None]) ** 2).sum(-1)  # [Na,Nb,K]
+    w = np.tanh(sc_a[:, None] / sigma_conf) * np.tanh(sc_b[None] / sigma_conf)
+    sim = (w * np.exp(-d2 / sigma_dist)).sum(-1) / np.maximum(w.sum(-1), 1e-9)
+    return 1.0 - sim
+
+
+@dataclass
+class Track:
+    track_id: int
+    kalman: BoxKalman
+    keypoints: np.ndarray
+    keypoint_scores: np.ndarray
+    box: np.ndarray  # last matched detection box
+    embedding: np.ndarray | None = None
+    missed: int = 0
+    hits: int = 1
+
+
+@dataclass
+class TrackerOptions:
+    embedding_threshold: float = 0.3  # cosine distance, stage 1
+    fusion_threshold: float = 0.5  # mu_f of eq. 22 (paper: 0.5)
+    relaxed_threshold: float = 0.9  # the lowered bar of the repeated stage 2
+    lambda_np: float = 1.0  # weight of the pose distance in eq. 22
+    max_age: int = 30  # frames a track may go unseen before it is retired
+    embedding_momentum: float = 0.9  # track embedding = running mean of its detections'
+
+
+@dataclass
+class PoseTracker:
+    options: TrackerOptions = field(default_factory=TrackerOptions)
+    tracks: list[Track] = field(default_factory=list)
+    next_id: int = 1
+
+    def update(self, poses: Poses, embeddings: np.ndarray | None = None) -> Poses:
+        """Assign track ids to this frame's poses (a copy of `poses` with `track_ids` set)."""
+        o = self.options
+        predicted = np.array([t.kalman.predict() for t in self.tracks], np.float32).reshape(-1, 4)
+        n = len(poses)
+        ids = np.full(n, -1, np.int64)
+        free_dets, free_tracks = set(range(n)), set(range(len(self.tracks)))
+
+        def assign(dets: list[int], trks: list[int], cost: np.ndarray, threshold: float) -> None:
+            if not dets or not trks:
+                return
+            for r, c in zip(*linear_sum_assignment(cost)):
+                if cost[r, c] <= threshold:
+                    self._link(trks[c], poses, dets[r], embeddings)
+                    ids[dets[r]] = self.tracks[trks[c]].track_id
+                    free_dets.discard(dets[r])
+                    free_tracks.discard(trks[c])
+
+        if embeddings is not None:  # stage 1: identity embeddings
+            dets = sorted(free_dets)
+            trks = [t for t in sorted(free_tracks) if self.tracks[t].embedding is not None]
+            if dets and trks:
+                assign(dets, trks, 1.0 - embeddings[dets] @ np.stack([self.tracks[t].embedding for t in trks]).T, o.embedding_threshold)
+        for threshold in (o.fusion_threshold, o.relaxed_threshold):  # stage 2, then with the lowered bar
+            dets, trks = sorted(free_dets), sorted(free_tracks)
+            if dets and trks:
+                assign(dets, trks, self._fusion(poses, dets, predicted, trks), threshold)
+        for d in sorted(free_dets):
+            self.tracks.append(Track(self.next_id, BoxKalman(poses.boxes[d]), poses.keypoints[d], poses.keypoint_scores[d], poses.boxes[d],
+                                     None if embeddings is None else embeddings[d]))  # fmt: skip
+            ids[d] = self.next_id
+            self.next_id += 1
+        for t in free_tracks:
+            self.tracks[t].missed += 1
+        self.tracks = [t for t in self.tracks if t.missed <= o.max_age]
+        out = poses.select(np.arange(n))
+        out.track_ids = ids
+        return out
+
+    def _fusion(self, poses: Poses, dets: list[int], predicted: np.ndarray, tracks: list[int]) -> np.ndarray:
+        tr = [self.tracks[t] for t in tracks]
+        iou = box_iou(poses.boxes[dets], predicted[tracks])
+        dist = normalized_pose_distance(
+            poses.keypoints[dets], poses.keypoint_scores[dets], poses.boxes[dets],
+            np.stack([t.keypoints for t in tr]), np.stack([t.keypoint_scores for t in tr]), np.stack([t.box for t in tr]),
+        )  # fmt: skip
+        return (1.0 - iou) + self.options.lambda_np * dist
+
+    def _link(self, t: int, poses: Poses, d: int, embeddings: np.ndarray | None) -> None:
+        track = self.tracks[t]
+        track.kalman.update(poses.boxes[d])
+        track.box = poses.boxes[d]  # the box its keypoints belong to (the pose distance normalises by it)
+        track.keypoints, track.keypoint_scores = poses.keypoints[d], poses.keypoint_scores[d]
+        track.missed, track.hits = 0, track.hits + 1
+        if embeddings is not None:
+            e = (
+                embeddings[d]
+                if track.embedding is None
+                else self.options.embedding_momentum * track.embedding + (1 - self.options.embedding_momentum) * embeddings[d]
+            )
+            track.embedding = e / max(float(np.linalg.norm(e)), 1e-9)
