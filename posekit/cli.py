@@ -42,7 +42,7 @@ def _track(args: argparse.Namespace) -> int:
     estimator = PoseEstimator(args.model, **options)
     try:
         summary = run_track(args.source, estimator, Path(args.out), render=not args.no_render, smooth=args.smooth,
-                            embeddings=not args.no_embeddings, concurrent=not args.sequential, quiet=args.quiet,
+                            embeddings=args.embeddings, concurrent=not args.sequential, quiet=args.quiet,
                             max_frames=args.max_frames)  # fmt: skip
     except KeyboardInterrupt:
         print(f"posekit: interrupted; outputs in {args.out} are valid up to the last frame processed", file=sys.stderr)
@@ -160,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--det-thr", type=float, default=0.3, help="person detection score threshold (top-down; default 0.3)")
     tr.add_argument("--input-size", type=int, default=256, help="movenet-multipose: longer image side (default 256)")
     tr.add_argument("--smooth", action="store_true", help="One-Euro smoothing of keypoints over time (off by default)")
-    tr.add_argument("--no-embeddings", action="store_true", help="match on boxes + poses only (no identity embeddings)")
+    tr.add_argument("--embeddings", action="store_true",
+                    help="also match on appearance embeddings pooled from MoveNet features (top-down; off by default: "
+                    "on the synthetic crossing test they cost ID switches, see README)")  # fmt: skip
     tr.add_argument("--no-render", action="store_true", help="do not write the rendered video")
     tr.add_argument("--sequential", action="store_true", help="run the stages one after another (no threads), for comparison")
     tr.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import sys
 import time
@@ -17,7 +19,7 @@ from tqdm import tqdm
 
 from posekit.api import PoseEstimator
 from posekit.data.specs import convert_keypoints, get_spec
-from posekit.fileio import atomic_write_json
+from posekit.fileio import atomic_path
 from posekit.pipeline.readers import IMAGE_EXTS, Frame, iter_frames, open_video, read_image
 from posekit.pipeline.stages import MultiPosePipeline, TopDownPipeline
 from posekit.pipeline.stream import Stage, StageTimes, run_concurrent, run_sequential
@@ -136,18 +138,23 @@ def build_stages(
 
 
 class TrackWriter:
-    """results.json (COCO results with track_id), posetrack.json (PoseTrack18 layout) and the render."""
+    """results.json (COCO results with track_id), posetrack.json (PoseTrack18 layout) and the render.
+
+    Per-frame records are appended to hidden part files as they come and assembled at `close`, so memory
+    stays flat on long streams and a stopped run still leaves valid files for the frames processed."""
 
     def __init__(self, out_dir: Path, video_name: str, fps: float, render: bool) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.video_name = video_name
-        self.results: list[dict] = []
-        self.images: list[dict] = []
-        self.annotations: list[dict] = []
         self.failed: list[str] = []
-        self.persons = 0
+        self.frames = self.persons = 0
+        self._parts = {k: open(self.out_dir / f".{k}.part", "w") for k in ("results", "images", "annotations")}  # noqa: SIM115
         self.render = VideoRender(self.out_dir / f"{video_name}_tracked.mp4", fps) if render else None
+
+    def _emit(self, part: str, records: list[dict]) -> None:
+        for r in records:
+            self._parts[part].write(json.dumps(r) + "\n")
 
     def __call__(self, item: Item) -> None:
         frame = item.frame
@@ -157,31 +164,43 @@ class TrackWriter:
             return
         image_id = frame.index + 1
         poses = item.poses
+        self.frames += 1
         self.persons += len(poses)
-        self.results.extend(poses.to_coco_results(image_id))
-        self.images.append({"id": image_id, "file_name": frame.source, "frame_id": frame.index, "vid_id": self.video_name,
-                            "timestamp_ms": frame.timestamp_ms, "is_labeled": True})  # fmt: skip
+        self._emit("results", poses.to_coco_results(image_id))
+        self._emit("images", [{"id": image_id, "file_name": frame.source, "frame_id": frame.index, "vid_id": self.video_name,
+                               "timestamp_ms": frame.timestamp_ms, "is_labeled": True}])  # fmt: skip
         pt_xy, pt_s = convert_keypoints(poses.keypoints, poses.keypoint_scores, poses.spec, "posetrack17")
+        annotations = []
         for i in range(len(poses)):
             x1, y1, x2, y2 = (float(v) for v in poses.boxes[i])
             kps = np.concatenate([pt_xy[i], pt_s[i][:, None]], 1)
-            self.annotations.append({
+            annotations.append({
                 "image_id": image_id, "track_id": int(poses.track_ids[i]), "category_id": 1,
                 "keypoints": [round(float(v), 2) for v in kps.reshape(-1)], "scores": [round(float(v), 4) for v in pt_s[i]],
                 "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)], "score": round(float(poses.scores[i]), 4),
             })  # fmt: skip
+        self._emit("annotations", annotations)
         if self.render is not None:
             self.render.write(draw_poses(frame.image, poses))
+
+    def _read_part(self, part: str) -> Iterator[str]:
+        with open(self.out_dir / f".{part}.part") as f:
+            yield from (line.rstrip("\n") for line in f if line.strip())
 
     def close(self) -> None:
         if self.render is not None:
             self.render.close()
-        atomic_write_json(self.out_dir / "results.json", self.results)
+        for f in self._parts.values():
+            f.close()
+        with atomic_path(self.out_dir / "results.json") as tmp, open(tmp, "w") as f:
+            f.write("[" + ",\n".join(self._read_part("results")) + "]")
         spec = get_spec("posetrack17")
         category = {"id": 1, "name": "person", "keypoints": list(spec.keypoints), "skeleton": [[a + 1, b + 1] for a, b in spec.skeleton]}
-        atomic_write_json(
-            self.out_dir / "posetrack.json", {"images": self.images, "annotations": self.annotations, "categories": [category]}
-        )
+        with atomic_path(self.out_dir / "posetrack.json") as tmp, open(tmp, "w") as f:
+            f.write('{"images": [' + ",\n".join(self._read_part("images")) + '],\n"annotations": [')
+            f.write(",\n".join(self._read_part("annotations")) + '],\n"categories": ' + json.dumps([category]) + "}")
+        for part in self._parts:
+            (self.out_dir / f".{part}.part").unlink(missing_ok=True)
 
 
 @dataclass
@@ -199,13 +218,24 @@ class TrackSummary:
 
 
 def run_track(
-    source: str, estimator: PoseEstimator, out_dir: Path, render: bool = True, smooth: bool = False, embeddings: bool = True,
+    source: str, estimator: PoseEstimator, out_dir: Path, render: bool = True, smooth: bool = False, embeddings: bool = False,
     concurrent: bool = True, quiet: bool = False, tracker_options: TrackerOptions | None = None, max_frames: int | None = None,
 ) -> TrackSummary:  # fmt: skip
+    """Track poses over `source` (video file, frame folder, webcam index or stream URL) into `out_dir`."""
     frames, count, fps = open_source(source)
     if max_frames is not None:
-        frames = (f for f in frames if f.index < max_frames)
+        frames = itertools.islice(frames, max_frames)
         count = min(count or max_frames, max_frames)
+    name = Path(source).stem if not source.isdigit() and "://" not in source else "stream"
+    return track_frames(frames, estimator, out_dir, name, fps, count, render, smooth, embeddings, concurrent, quiet, tracker_options)
+
+
+def track_frames(
+    frames: Iterator[Frame], estimator: PoseEstimator, out_dir: Path, name: str = "stream", fps: float = 25.0, count: int | None = None,
+    render: bool = True, smooth: bool = False, embeddings: bool = False, concurrent: bool = True, quiet: bool = False,
+    tracker_options: TrackerOptions | None = None,
+) -> TrackSummary:  # fmt: skip
+    """Track poses over an iterator of frames (any reader, or generated frames)."""
     tracker = PoseTracker(tracker_options or TrackerOptions())
     use_emb = embeddings and estimator.takes_boxes  # embeddings come from the top-down pose model
     # Concurrent: one single-threaded worker per core on each model stage, frames in parallel. Measured on
@@ -213,7 +243,6 @@ def run_track(
     # (which oversubscribe the cores): see README "Video and tracking".
     workers = max(1, min(os.cpu_count() or 1, 4)) if concurrent else 1
     stages = build_stages(estimator, tracker, PoseSmoother() if smooth else None, use_emb, workers)
-    name = Path(source).stem if not source.isdigit() and "://" not in source else "stream"
     writer = TrackWriter(out_dir, name, fps, render)
     bar = tqdm(total=count, unit="frame", disable=quiet or None, dynamic_ncols=True)
 
@@ -231,4 +260,4 @@ def run_track(
         torch.set_num_threads(threads)
         bar.close()
         writer.close()
-    return TrackSummary(len(writer.images), writer.persons, tracker.next_id - 1, writer.failed, times)
+    return TrackSummary(writer.frames, writer.persons, tracker.next_id - 1, writer.failed, times)

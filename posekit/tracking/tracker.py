@@ -28,6 +28,23 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)
 
 
+def link_unambiguous(cost: np.ndarray, threshold: float, ratio: float, link) -> None:
+    """Link (r, c) when each is the other's best, the cost is under `threshold`, and the runner-up in
+    both its row and its column costs more than cost / `ratio` (appearance alone is not trusted in a tie)."""
+    for r in range(cost.shape[0]):
+        c = int(np.argmin(cost[r]))
+        best = cost[r, c]
+        if not best <= threshold or int(np.argmin(cost[:, c])) != r:
+            continue
+        others = np.concatenate([np.delete(cost[r], c), np.delete(cost[:, c], r)])
+        if others.size == 0 or others.min() * ratio > best:
+            link(r, c)
+
+
+def _centres(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, :2] + boxes[:, 2:]) / 2
+
+
 def normalized_pose_distance(kp_a, sc_a, box_a, kp_b, sc_b, box_b, sigma_conf: float = 0.5, sigma_dist: float = 0.02) -> np.ndarray:
     """dist_np [Na,Nb] in [0,1]: poses centred on their box centres and scaled by the box size (the
     same scale for both), then 1 - the confidence-weighted mean of exp(-d^2 / sigma_dist) over joints
@@ -59,7 +76,10 @@ class Track:
 
 @dataclass
 class TrackerOptions:
-    embedding_threshold: float = 0.3  # cosine distance, stage 1
+    embedding_threshold: float = 0.6  # cosine distance of centred embeddings, stage 1
+    embedding_gate: float = 1.5  # stage 1 only links boxes whose centres are within this many box sizes
+    embedding_ratio: float = 0.7  # ... and whose best match beats every other candidate by this ratio
+    embedding_warmup: int = 64  # embeddings seen before stage 1 starts (their mean is used for centring)
     fusion_threshold: float = 0.5  # mu_f of eq. 22 (paper: 0.5)
     relaxed_threshold: float = 0.9  # the lowered bar of the repeated stage 2
     lambda_np: float = 1.0  # weight of the pose distance in eq. 22
@@ -72,6 +92,15 @@ class PoseTracker:
     options: TrackerOptions = field(default_factory=TrackerOptions)
     tracks: list[Track] = field(default_factory=list)
     next_id: int = 1
+    embedding_sum: np.ndarray | None = None  # sum and count of every embedding seen, for centring
+    embedding_count: int = 0
+
+    def _centred(self, e: np.ndarray) -> np.ndarray:
+        """Embeddings minus the mean of all seen, re-normalised: the trunk features of all persons share a
+        large common part; without it, different persons' cosine distances crowd near same-person ones
+        (measured on synthetic crossings: median 0.10 vs 0.035 raw; 1.20 vs 0.39 centred)."""
+        c = e - self.embedding_sum / self.embedding_count
+        return c / np.maximum(np.linalg.norm(c, axis=-1, keepdims=True), 1e-9)
 
     def update(self, poses: Poses, embeddings: np.ndarray | None = None) -> Poses:
         """Assign track ids to this frame's poses (a copy of `poses` with `track_ids` set)."""
@@ -81,21 +110,28 @@ class PoseTracker:
         ids = np.full(n, -1, np.int64)
         free_dets, free_tracks = set(range(n)), set(range(len(self.tracks)))
 
+        def link(d: int, t: int) -> None:
+            self._link(t, poses, d, embeddings)
+            ids[d] = self.tracks[t].track_id
+            free_dets.discard(d)
+            free_tracks.discard(t)
+
         def assign(dets: list[int], trks: list[int], cost: np.ndarray, threshold: float) -> None:
-            if not dets or not trks:
-                return
             for r, c in zip(*linear_sum_assignment(cost)):
                 if cost[r, c] <= threshold:
-                    self._link(trks[c], poses, dets[r], embeddings)
-                    ids[dets[r]] = self.tracks[trks[c]].track_id
-                    free_dets.discard(dets[r])
-                    free_tracks.discard(trks[c])
+                    link(dets[r], trks[c])
 
-        if embeddings is not None:  # stage 1: identity embeddings
+        if embeddings is not None and len(embeddings):
+            self.embedding_sum = embeddings.sum(0) + (0 if self.embedding_sum is None else self.embedding_sum)
+            self.embedding_count += len(embeddings)
             dets = sorted(free_dets)
             trks = [t for t in sorted(free_tracks) if self.tracks[t].embedding is not None]
-            if dets and trks:
-                assign(dets, trks, 1.0 - embeddings[dets] @ np.stack([self.tracks[t].embedding for t in trks]).T, o.embedding_threshold)
+            if dets and trks and self.embedding_count >= o.embedding_warmup:  # stage 1: identity embeddings
+                cost = 1.0 - self._centred(embeddings[dets]) @ self._centred(np.stack([self.tracks[t].embedding for t in trks])).T
+                centre_d = np.linalg.norm(_centres(poses.boxes[dets])[:, None] - _centres(predicted[trks])[None], axis=-1)
+                size = np.max(predicted[trks, 2:] - predicted[trks, :2], axis=1)[None]
+                cost = np.where(centre_d <= o.embedding_gate * size, cost, np.inf)
+                link_unambiguous(cost, o.embedding_threshold, o.embedding_ratio, lambda r, c: link(dets[r], trks[c]))
         for threshold in (o.fusion_threshold, o.relaxed_threshold):  # stage 2, then with the lowered bar
             dets, trks = sorted(free_dets), sorted(free_tracks)
             if dets and trks:

@@ -1,0 +1,123 @@
+"""Tracking building blocks: the staged pipeline (order, shutdown), Kalman, matcher, One-Euro filter."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from posekit.pipeline.stream import PipelineError, Stage, run_concurrent, run_sequential
+from posekit.structures import Poses
+from posekit.tracking.kalman import BoxKalman
+from posekit.tracking.smoothing import OneEuroFilter
+from posekit.tracking.tracker import PoseTracker, normalized_pose_distance
+
+
+def test_concurrent_pipeline_keeps_order_with_parallel_workers() -> None:
+    rng = np.random.default_rng(0)
+
+    def slow_square(x: int) -> int:
+        time.sleep(float(rng.uniform(0, 0.004)))  # workers finish out of order
+        return x * x
+
+    got: list[int] = []
+    times = run_concurrent(
+        range(200),
+        [Stage("a", lambda x: x + 1, workers=3), Stage("b", slow_square, workers=2), Stage("c", lambda x: x)],
+        got.append,
+        queue_size=2,
+    )
+    assert got == [(x + 1) ** 2 for x in range(200)]
+    assert times.items["a"] == times.items["b"] == times.items["write"] == 200
+    seq: list[int] = []
+    run_sequential(range(5), [Stage("a", lambda x: x + 1)], seq.append)
+    assert seq == [1, 2, 3, 4, 5]
+
+
+def test_stage_error_stops_every_thread_and_keeps_earlier_results() -> None:
+    def boom(x: int) -> int:
+        if x == 50:
+            raise ValueError("bad frame 50")
+        return x
+
+    got: list[int] = []
+    before = threading.active_count()
+    with pytest.raises(PipelineError, match="bad frame 50"):
+        run_concurrent(iter(range(10_000)), [Stage("a", boom, workers=2), Stage("b", lambda x: x)], got.append)
+    assert got == list(range(len(got))) and len(got) <= 50  # in order, nothing after the failure
+    time.sleep(0.3)
+    assert threading.active_count() <= before  # no hung workers
+
+
+def test_memory_bounded_source_is_not_read_ahead() -> None:
+    pulled = []
+
+    def source():
+        for i in range(1000):
+            pulled.append(i)
+            yield i
+
+    def slow_sink(x: int) -> None:
+        if x == 0:
+            time.sleep(0.3)
+            assert len(pulled) < 20  # bounded queues: the reader waits for the slow sink
+
+    run_concurrent(source(), [Stage("a", lambda x: x)], slow_sink, queue_size=2)
+
+
+def test_kalman_follows_constant_velocity() -> None:
+    kf = BoxKalman(np.array([0, 0, 10, 20], np.float32))
+    for t in range(1, 15):
+        kf.predict()
+        kf.update(np.array([5 * t, 0, 5 * t + 10, 20], np.float32))
+    np.testing.assert_allclose(kf.predict(), [75, 0, 85, 20], atol=1.0)
+
+
+def _poses(boxes: np.ndarray) -> Poses:
+    kp = np.stack([np.stack([np.linspace(b[0], b[2], 17), np.linspace(b[1], b[3], 17)], 1) for b in boxes])
+    return Poses(kp, np.full((len(boxes), 17), 0.9), boxes, np.full(len(boxes), 0.9))
+
+
+def test_tracker_keeps_ids_through_order_changes_and_a_gap() -> None:
+    tracker = PoseTracker()
+    seen = []
+    for t in range(12):
+        boxes = np.array([[10 + 5 * t, 40, 110 + 5 * t, 260], [300 - 5 * t, 220, 400 - 5 * t, 440]], np.float32)
+        order = [0, 1] if t % 2 == 0 else [1, 0]
+        if t == 6:
+            order = [0]  # person 1 missed for a frame
+        out = tracker.update(_poses(boxes[order]))
+        seen.append(dict(zip(order, out.track_ids.tolist())))
+    assert all(s[0] == seen[0][0] for s in seen)
+    assert all(s[1] == seen[0][1] for s in seen if 1 in s)
+    assert tracker.next_id == 3
+
+
+def test_tracker_retires_tracks_after_max_age() -> None:
+    tracker = PoseTracker()
+    tracker.update(_poses(np.array([[0, 0, 50, 100]], np.float32)))
+    for _ in range(tracker.options.max_age + 1):
+        tracker.update(Poses.empty())
+    assert tracker.tracks == []
+    assert tracker.update(_poses(np.array([[0, 0, 50, 100]], np.float32))).track_ids.tolist() == [2]
+
+
+def test_pose_distance_ignores_position_and_scale() -> None:
+    kp = np.random.default_rng(1).uniform(0, 100, (1, 17, 2))
+    box = np.array([[0, 0, 100, 100]], np.float32)
+    sc = np.ones((1, 17))
+    moved = normalized_pose_distance(kp, sc, box, kp * 2 + 300, sc, box * 2 + 300)
+    other = normalized_pose_distance(kp, sc, box, kp[:, ::-1], sc, box)
+    assert moved[0, 0] == pytest.approx(0.0, abs=1e-9) and other[0, 0] > 0.5
+
+
+def test_one_euro_filter_smooths_jitter_and_follows_motion() -> None:
+    rng = np.random.default_rng(0)
+    f = OneEuroFilter(min_cutoff=1.0, beta=0.0)
+    still = [f(np.array([100.0]) + rng.normal(0, 2, 1), t / 30) for t in range(90)]
+    assert np.std(still[30:]) < 1.0  # input jitter has std 2
+    f = OneEuroFilter(min_cutoff=1.0, beta=1.0)
+    moving = [f(np.array([10.0 * t]), t / 30)[0] for t in range(60)]
+    assert abs(moving[-1] - 590) < 30  # beta lets the cutoff rise with speed: little lag
