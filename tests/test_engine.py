@@ -1,0 +1,105 @@
+"""Training engine: bit-identical resume, DDP gradients, data split across ranks, overfit on real persons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from posekit.engine.config import load_config
+from posekit.engine.trainer import Trainer, lr_factor
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "data.input_size": [64, 64], "data.val_range": [3, 5], "model.head_channels": 16, "train.batch_size": 4,
+    "train.steps": 6, "train.log_every": 1, "train.checkpoint_every": 0, "train.flip_test": False,
+    "data.augment": {"scale": 0.3, "rotation": 30.0, "rotation_prob": 0.6, "flip": True, "half_body_prob": 0.3, "jitter": 0.1, "colour": 0.2},
+}  # fmt: skip
+
+
+@pytest.mark.data
+def test_resume_after_a_kill_is_bit_identical(data_dir: Path, tmp_path: Path) -> None:
+    cfg = load_config(ROOT / "configs" / "overfit_coco_mini.yaml", TINY)
+    straight = Trainer(cfg, tmp_path / "a", quiet=True)
+    straight.train()
+    first = Trainer(cfg, tmp_path / "b", quiet=True)
+    first.train(max_steps=3)  # "killed" here: only the checkpoint survives
+    del first
+    resumed = Trainer(cfg, tmp_path / "b", quiet=True)
+    resumed.load_checkpoint()
+    assert resumed.step == 3
+    resumed.train()
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert straight.optimizer.state_dict()["state"][0]["step"] == resumed.optimizer.state_dict()["state"][0]["step"]
+
+
+def test_lr_schedules() -> None:
+    cfg = load_config(ROOT / "configs" / "overfit_coco_mini.yaml", {"train.steps": 100, "train.warmup_steps": 10})
+    t = cfg.train
+    assert lr_factor(0, t) == pytest.approx(0.1) and lr_factor(9, t) == pytest.approx(1.0)
+    assert lr_factor(55, t) == pytest.approx(0.5) and lr_factor(100, t) == pytest.approx(0.0)
+    step = load_config(ROOT / "configs" / "overfit_coco_mini.yaml", {"train.scheduler": "step", "train.milestones": [50, 80], "train.warmup_steps": 0}).train
+    assert [lr_factor(s, step) for s in (0, 50, 80)] == pytest.approx([1.0, 0.1, 0.01])
+
+
+@pytest.mark.data
+def test_ranks_split_every_global_batch(data_dir: Path, monkeypatch) -> None:
+    cfg = load_config(ROOT / "configs" / "overfit_coco_mini.yaml", {**TINY, "train.batch_size": 2})
+    single = Trainer(cfg, quiet=True)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    plans = []
+    for rank in (0, 1):
+        t = Trainer.__new__(Trainer)
+        t.cfg, t.train_set, t.world, t.rank = cfg, single.train_set, 2, rank
+        plans.append(t.epoch_batches(0))
+    whole = [i for b in Trainer.epoch_batches.__get__(_as_world(single, 1))(0) for i in b]
+    merged = [i for b0, b1 in zip(*plans) for i in b0 + b1]
+    assert merged == whole[: len(merged)] and len(set(merged)) == len(merged)
+
+
+def _as_world(trainer: Trainer, world: int) -> Trainer:
+    trainer.world, trainer.rank = world, 0
+    trainer.cfg.train.batch_size = 4  # one rank with the global batch of two ranks of 2
+    return trainer
+
+
+def _ddp_worker(rank: int, init: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2))
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    data = torch.load(out + ".data")
+    x, y = data["x"][rank * 4 : (rank + 1) * 4], data["y"][rank * 4 : (rank + 1) * 4]
+    ((ddp(x) - y) ** 2).mean().backward()
+    if rank == 0:
+        torch.save({k: p.grad for k, p in model.named_parameters()}, out)
+    dist.destroy_process_group()
+
+
+def test_ddp_gloo_gradients_equal_single_process_on_the_whole_batch(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    data = {"x": torch.randn(8, 3, 8, 8), "y": torch.randn(8, 2)}
+    out = str(tmp_path / "grads.pt")
+    torch.save(data, out + ".data")
+    mp.spawn(_ddp_worker, args=(f"file://{tmp_path / 'init'}", out), nprocs=2, join=True)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2))
+    ((model(data["x"]) - data["y"]) ** 2).mean().backward()
+    ddp_grads = torch.load(out)
+    for k, p in model.named_parameters():
+        torch.testing.assert_close(ddp_grads[k], p.grad, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_overfit_eight_real_persons(data_dir: Path, tmp_path: Path) -> None:
+    cfg = load_config(ROOT / "configs" / "overfit_coco_mini.yaml")
+    trainer = Trainer(cfg, tmp_path, quiet=True)
+    assert len(trainer.train_set) == 8
+    summary = trainer.train()
+    assert summary["coco/AP"] >= 0.9, summary
