@@ -39,7 +39,13 @@ def main() -> None:
                 s = run_track(str(video), estimator, Path(tmp) / "out", render=True, concurrent=mode == "concurrent", quiet=True)
                 record = {
                     "name": "track_fps",
-                    "config": {"model": args.model, "people": n, "mode": mode, "frames": s.frames, "poses_per_frame": round(s.persons / s.frames, 2)},
+                    "config": {
+                        "model": args.model,
+                        "people": n,
+                        "mode": mode,
+                        "frames": s.frames,
+                        "poses_per_frame": round(s.persons / s.frames, 2),
+                    },
                     "value": round(s.frames / s.times.wall, 3),
                     "unit": "frames/s",
                     "n": s.frames,

@@ -14,7 +14,7 @@ from posekit.engine.trainer import Trainer, lr_factor
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
-    "data.input_size": [64, 64], "data.val_range": [3, 5], "model.head_channels": 16, "train.batch_size": 4,
+    "data.input_size": [64, 64], "data.val_range": [6, 8], "model.head_channels": 16, "train.batch_size": 4,
     "train.steps": 6, "train.log_every": 1, "train.checkpoint_every": 0, "train.flip_test": False,
     "data.augment": {"scale": 0.3, "rotation": 30.0, "rotation_prob": 0.6, "flip": True, "half_body_prob": 0.3, "jitter": 0.1, "colour": 0.2},
 }  # fmt: skip
@@ -43,7 +43,9 @@ def test_lr_schedules() -> None:
     t = cfg.train
     assert lr_factor(0, t) == pytest.approx(0.1) and lr_factor(9, t) == pytest.approx(1.0)
     assert lr_factor(55, t) == pytest.approx(0.5) and lr_factor(100, t) == pytest.approx(0.0)
-    step = load_config(ROOT / "configs" / "overfit_coco_mini.yaml", {"train.scheduler": "step", "train.milestones": [50, 80], "train.warmup_steps": 0}).train
+    step = load_config(
+        ROOT / "configs" / "overfit_coco_mini.yaml", {"train.scheduler": "step", "train.milestones": [50, 80], "train.warmup_steps": 0}
+    ).train
     assert [lr_factor(s, step) for s in (0, 50, 80)] == pytest.approx([1.0, 0.1, 0.01])
 
 

@@ -32,7 +32,12 @@ class HeatmapCodec:
         mu = keypoints * self.scale
         xs = np.arange(w, dtype=np.float32)[None, None, :]
         ys = np.arange(h, dtype=np.float32)[None, :, None]
-        inside = (mu[:, 0] >= -3 * self.sigma) & (mu[:, 0] <= w - 1 + 3 * self.sigma) & (mu[:, 1] >= -3 * self.sigma) & (mu[:, 1] <= h - 1 + 3 * self.sigma)
+        inside = (
+            (mu[:, 0] >= -3 * self.sigma)
+            & (mu[:, 0] <= w - 1 + 3 * self.sigma)
+            & (mu[:, 1] >= -3 * self.sigma)
+            & (mu[:, 1] <= h - 1 + 3 * self.sigma)
+        )
         weights = (visible > 0) & inside
         d2 = (xs - mu[:, 0, None, None]) ** 2 + (ys - mu[:, 1, None, None]) ** 2
         heatmaps = np.exp(-d2 / (2 * self.sigma**2)).astype(np.float32) * weights[:, None, None]

@@ -256,7 +256,10 @@ class Trainer:
                  "keypoints": np.concatenate([k, sc[:, None]], 1).reshape(-1).tolist()}
                 for (s, _), k, sc in zip(items, kps, scores)
             ]  # fmt: skip
-            metrics = {f"coco/{k}": v for k, v in evaluate_coco_keypoints(to_coco_dict(samples), results, np.array(get_spec(self.spec.name).sigmas)).items()}
+            metrics = {
+                f"coco/{k}": v
+                for k, v in evaluate_coco_keypoints(to_coco_dict(samples), results, np.array(get_spec(self.spec.name).sigmas)).items()
+            }
         if self.tb is not None:
             for k, v in metrics.items():
                 self.tb.add_scalar(f"val/{k}", v, self.step)

@@ -96,7 +96,9 @@ class Bottleneck(nn.Module):
 def _make_layer(block: type, inplanes: int, planes: int, blocks: int) -> nn.Sequential:
     downsample = None
     if inplanes != planes * block.expansion:
-        downsample = nn.Sequential(nn.Conv2d(inplanes, planes * block.expansion, 1, bias=False), nn.BatchNorm2d(planes * block.expansion, momentum=BN_MOMENTUM))
+        downsample = nn.Sequential(
+            nn.Conv2d(inplanes, planes * block.expansion, 1, bias=False), nn.BatchNorm2d(planes * block.expansion, momentum=BN_MOMENTUM)
+        )
     layers = [block(inplanes, planes, 1, downsample)]
     layers += [block(planes * block.expansion, planes) for _ in range(1, blocks)]
     return nn.Sequential(*layers)
@@ -126,7 +128,9 @@ class HighResolutionModule(nn.Module):
                 elif j == i:
                     row.append(None)
                 else:  # higher resolution -> (i - j) strided 3x3 convs, the last one without ReLU
-                    steps = [_conv_bn(channels[j], channels[i] if k == i - j - 1 else channels[j], 3, 2, k != i - j - 1) for k in range(i - j)]
+                    steps = [
+                        _conv_bn(channels[j], channels[i] if k == i - j - 1 else channels[j], 3, 2, k != i - j - 1) for k in range(i - j)
+                    ]
                     row.append(nn.Sequential(*steps))
             fuse.append(nn.ModuleList(row))
         self.fuse_layers = nn.ModuleList(fuse)
@@ -155,42 +159,6 @@ def _transition(pre: list[int], cur: list[int]) -> nn.ModuleList:
     return nn.ModuleList(layers)
 
 
-class HRNet(nn.Module):
-    """HRNet as in the official pose_hrnet.py: stem, layer1 (4 Bottlenecks), stages 2-4 of 1/4/3
-    modules with 4 BasicBlocks per branch; returns the highest-resolution branch (stride 4).
-    `num_stages=3` gives the stage-3 HRNet used by DistilPose-L."""
-
-    STAGE_MODULES = {2: 1, 3: 4, 4: 3}
-
-    def __init__(self, width: int, num_stages: int = 4) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 3, 2, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64, momentum=BN_MOMENTUM)
-        self.conv2 = nn.Conv2d(64, 64, 3, 2, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(64, momentum=BN_MOMENTUM)
-        self.relu = nn.ReLU(inplace=True)
-        self.layer1 = _make_layer(Bottleneck, 64, 64, 4)
-        pre = [256]
-        self.num_stages = num_stages
-        for s in range(2, num_stages + 1):
-            cur = [width * 2**b for b in range(s)]
-            setattr(self, f"transition{s - 1}", _transition(pre, cur))
-            modules = self.STAGE_MODULES[s]
-            setattr(self, f"stage{s}", nn.Sequential(*[HighResolutionModule(cur, 4, not (s == num_stages and m == modules - 1)) for m in range(modules)]))
-            pre = cur
-        self.out_channels = width
-        self.stride = 4
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
-        xs = [self.layer1(x)]
-        for s in range(2, self.num_stages + 1):
-            trans = getattr(self, f"transition{s - 1}")
-            xs = [(t(xs[i] if i < len(xs) else xs[-1]) if t is not None else xs[i]) for i, t in enumerate(trans)]
-            xs = getattr(self, f"stage{s}")(xs)
-        return xs[0]
-
-
 class StemNet(nn.Module):
     """TokenPose's 'stemnet': HRNet's stem and layer1 (stride 4, 256 channels)."""
 
@@ -204,8 +172,44 @@ class StemNet(nn.Module):
         self.layer1 = _make_layer(Bottleneck, 64, 64, 4)
         self.out_channels, self.stride = 256, 4
 
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer1(self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))))
+        return self.layer1(self.stem(x))
+
+
+class HRNet(StemNet):
+    """HRNet as in the official pose_hrnet.py: stem, layer1 (4 Bottlenecks), stages 2-4 of 1/4/3
+    modules with 4 BasicBlocks per branch; returns the highest-resolution branch (stride 4).
+    `num_stages=3` gives the stage-3 HRNet used by DistilPose-L."""
+
+    STAGE_MODULES = {2: 1, 3: 4, 4: 3}
+
+    def __init__(self, width: int, num_stages: int = 4) -> None:
+        super().__init__()  # stem + layer1, the same modules and names as TokenPose's stemnet
+        pre = [256]
+        self.num_stages = num_stages
+        for s in range(2, num_stages + 1):
+            cur = [width * 2**b for b in range(s)]
+            setattr(self, f"transition{s - 1}", _transition(pre, cur))
+            modules = self.STAGE_MODULES[s]
+            setattr(
+                self,
+                f"stage{s}",
+                nn.Sequential(*[HighResolutionModule(cur, 4, not (s == num_stages and m == modules - 1)) for m in range(modules)]),
+            )
+            pre = cur
+        self.out_channels = width
+        self.stride = 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xs = [self.layer1(self.stem(x))]
+        for s in range(2, self.num_stages + 1):
+            trans = getattr(self, f"transition{s - 1}")
+            xs = [(t(xs[i] if i < len(xs) else xs[-1]) if t is not None else xs[i]) for i, t in enumerate(trans)]
+            xs = getattr(self, f"stage{s}")(xs)
+        return xs[0]
 
 
 BACKBONES = {

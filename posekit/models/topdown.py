@@ -16,7 +16,11 @@ class TopDownModel(nn.Module):
     def __init__(self, backbone: str, head: str, num_keypoints: int, integral: bool = False, head_channels: int = 256) -> None:
         super().__init__()
         self.backbone = build_backbone(backbone)
-        h = DeconvHead(self.backbone.out_channels, num_keypoints, head_channels) if head == "deconv" else HEADS[head](self.backbone.out_channels, num_keypoints)
+        h = (
+            DeconvHead(self.backbone.out_channels, num_keypoints, head_channels)
+            if head == "deconv"
+            else HEADS[head](self.backbone.out_channels, num_keypoints)
+        )
         self.head = IntegralHead(h) if integral else h
         self.integral = integral
         self.stride = self.backbone.stride // h.upsample
