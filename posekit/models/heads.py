@@ -7,6 +7,22 @@ import torch
 from torch import nn
 
 
+def init_head(head: nn.Module) -> nn.Module:
+    """The heatmap-head initialisation of SimpleBaseline and HRNet (and MMPose's heads): convolutions
+    ~ N(0, 0.001) with zero bias, BN weight 1 / bias 0. Heatmaps start near zero everywhere, which keeps
+    a from-scratch model from sitting on a plateau of noisy initial maps (PyTorch's default init did:
+    an 8-person overfit run reached AP 0.15 or 0.98 depending on the seed)."""
+    for m in head.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, std=0.001)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return head
+
+
 class DeconvHead(nn.Module):
     """SimpleBaseline: 3 x (4x4 transposed conv stride 2, BN, ReLU), then a 1x1 conv to K heatmaps."""
 
@@ -20,6 +36,7 @@ class DeconvHead(nn.Module):
         self.deconv_layers = nn.Sequential(*layers)
         self.final_layer = nn.Conv2d(c, num_keypoints, 1)
         self.upsample = 2**num_deconv
+        init_head(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.final_layer(self.deconv_layers(x))
@@ -50,6 +67,7 @@ class DUCHead(nn.Module):
         self.duc2 = DUC(c // 2, c, 2)  # -> c/4 channels
         self.conv_out = nn.Conv2d(c // 4, num_keypoints, 3, padding=1)
         self.upsample = 8
+        init_head(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv_out(self.duc2(self.duc1(self.shuffle1(x))))
@@ -62,6 +80,7 @@ class ConvHead(nn.Module):
         super().__init__()
         self.final_layer = nn.Conv2d(in_channels, num_keypoints, 1)
         self.upsample = 1
+        init_head(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.final_layer(x)
