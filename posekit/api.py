@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +44,16 @@ class PoseEstimator:
         if score_threshold is None:  # top-down persons are already filtered by the detector threshold
             score_threshold = 0.1 if name == "movenet-multipose" else 0.0
         self.score_threshold = score_threshold
+        known = {"longest_side"} if name == "movenet-multipose" else {f.name for f in fields(TopDownOptions)}
+        if set(options) - known:  # checked before any download or model build
+            raise TypeError(f"unexpected options for {name}: {sorted(set(options) - known)}; known: {sorted(known)}")
         tune_malloc()
         if auto_fetch:
             fetch(PIPELINES[name][1])  # a no-op when cached and verified
         if name == "movenet-multipose":
-            self.pipeline: TopDownPipeline | MultiPosePipeline = MultiPosePipeline(options.pop("longest_side", 256), score_threshold)
+            self.pipeline: TopDownPipeline | MultiPosePipeline = MultiPosePipeline(options.get("longest_side", 256), score_threshold)
         else:
             self.pipeline = TopDownPipeline("movenet-" + name.split("-")[1], TopDownOptions(**options))
-        if options and name == "movenet-multipose":
-            raise TypeError(f"unexpected options for {name}: {sorted(options)}")
 
     @property
     def takes_boxes(self) -> bool:

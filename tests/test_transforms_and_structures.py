@@ -80,3 +80,15 @@ def test_ground_truth_written_as_results_scores_ap_one(coco_mini: Path) -> None:
         results += poses.to_coco_results(img["id"])
     stats = evaluate_coco_keypoints(gt, results)
     assert stats["AP"] == pytest.approx(1.0) and stats["AR"] == pytest.approx(1.0)
+
+
+def test_pose_estimator_rejects_unknown_names_and_options_before_any_download() -> None:
+    from posekit.api import PoseEstimator
+    from posekit.errors import UnknownModelError
+
+    with pytest.raises(UnknownModelError, match="choose one of"):
+        PoseEstimator("hrnet-w99")
+    with pytest.raises(TypeError, match=r"unexpected options for movenet-multipose: \['det_threshold'\]"):
+        PoseEstimator("movenet-multipose", det_threshold=0.3)  # a top-down option
+    with pytest.raises(TypeError, match=r"\['longest_side'\]; known: .*det_threshold"):
+        PoseEstimator("topdown-thunder", longest_side=320)
