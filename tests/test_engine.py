@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from posekit.codecs.nms import box_iou
 from posekit.engine.config import load_config
 from posekit.engine.trainer import Trainer, lr_factor
+from posekit.models.topdown import TopDownModel
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
@@ -36,6 +40,24 @@ def test_resume_after_a_kill_is_bit_identical(data_dir: Path, tmp_path: Path) ->
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert straight.optimizer.state_dict()["state"][0]["step"] == resumed.optimizer.state_dict()["state"][0]["step"]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_config_loads_and_builds(path: Path) -> None:
+    cfg = load_config(path)  # unknown keys raise
+    model = TopDownModel(cfg.model.backbone, cfg.model.head, 17, cfg.model.integral, cfg.model.head_channels)
+    assert all(side % model.size_divisor == 0 for side in cfg.data.input_size), cfg.data.input_size
+    w, h = cfg.data.input_size
+    with torch.no_grad():
+        out = model.eval()(torch.zeros(1, 3, h, w))
+    heatmaps = out[2] if cfg.model.integral else out
+    assert heatmaps.shape[-2:] == (h // model.stride, w // model.stride)
+
+
+@pytest.mark.data
+def test_input_size_must_tile_the_backbone(data_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"data.input_size \[100, 128\]: both sides must be multiples of 32 for resnet18"):
+        Trainer(load_config(ROOT / "configs" / "overfit_coco_mini.yaml", {"data.input_size": [100, 128]}), tmp_path, quiet=True)
 
 
 def test_lr_schedules() -> None:
@@ -105,3 +127,28 @@ def test_overfit_eight_real_persons(data_dir: Path, tmp_path: Path) -> None:
     assert len(trainer.train_set) == 8
     summary = trainer.train()
     assert summary["coco/AP"] >= 0.9, summary
+
+    # The same model evaluated on detection-file boxes (the top-down protocol): boxes equal to the
+    # annotated ones with score 1 reproduce the annotated-box AP, and so do they with a low-scoring
+    # false positive added to every image (its person score ranks it after every true person).
+    persons = [(s.image_id, inst.box) for s, inst in trainer.val_set.items]
+    exact = [{"image_id": i, "category_id": 1, "bbox": [float(v) for v in (*b[:2], *(b[2:] - b[:2]))], "score": 1.0} for i, b in persons]
+    false_positives = [{"image_id": i, "category_id": 1, "bbox": [0.0, 0.0, 40.0, 40.0], "score": 0.3} for i in {i for i, _ in persons}]
+    gt_box_metrics = {k: v for k, v in summary.items() if k.startswith("coco/")}
+    for name, dets in (("exact", exact), ("with_false_positives", exact + false_positives)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(dets))
+        on_dets = Trainer(load_config(ROOT / "configs" / "overfit_coco_mini.yaml", {"data.val_det_file": str(tmp_path / f"{name}.json")}),
+                          tmp_path / name, quiet=True)  # fmt: skip
+        assert len(on_dets.val_set) == len(dets) and not on_dets.val_set.items[0][1].keypoints.any()
+        on_dets.model.load_state_dict(trainer.model.state_dict())
+        assert on_dets.evaluate() == pytest.approx(gt_box_metrics, abs=1e-3), name
+
+    # Training on a detector's boxes (here: shifted annotated boxes) pairs each with its person.
+    rng = np.random.default_rng(0)
+    shifted = [{**d, "bbox": [v + rng.uniform(-0.04, 0.04) * d["bbox"][2 + k % 2] for k, v in enumerate(d["bbox"])]} for d in exact]
+    (tmp_path / "shifted.json").write_text(json.dumps(shifted + false_positives))
+    cfg = load_config(ROOT / "configs" / "overfit_coco_mini.yaml", {"data.train_det_file": str(tmp_path / "shifted.json")})
+    on_train_dets = Trainer(cfg, tmp_path / "train_dets", quiet=True).train_set
+    assert sorted(inst.id for _, inst in on_train_dets.items) == sorted(inst.id for _, inst in trainer.train_set.items)
+    ious = [box_iou(a.box[None], b.box[None])[0, 0] for (_, a), (_, b) in zip(on_train_dets.items, trainer.train_set.items)]
+    assert min(ious) > 0.7, ious

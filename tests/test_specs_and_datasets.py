@@ -8,7 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posekit.data.datasets import DatasetError, read_coco, read_lsp, read_mpii, read_posetrack, to_coco_dict
+from posekit.codecs.nms import box_iou
+from posekit.data.datasets import (
+    DatasetError,
+    Instance,
+    Sample,
+    match_detected_boxes,
+    read_coco,
+    read_detections,
+    read_lsp,
+    read_mpii,
+    read_posetrack,
+    to_coco_dict,
+    with_detected_boxes,
+)
 from posekit.data.specs import SPECS, convert_keypoints, get_spec, keypoint_mapping
 
 
@@ -121,3 +134,58 @@ def test_malformed_files_name_file_record_and_field(tmp_path: Path) -> None:
     p.write_text(json.dumps([{"image": "x.jpg", "joints": [[0, 0]] * 16, "center": [1, 1], "scale": 1}]))
     with pytest.raises(DatasetError, match=r"record 0 \(x\.jpg\): missing field 'joints_vis'"):
         read_mpii(p)
+
+
+def test_detection_results_become_boxes_best_first(tmp_path: Path) -> None:
+    dets = [
+        {"image_id": 1, "category_id": 1, "bbox": [10, 20, 30, 40], "score": 0.5},
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.9},
+        {"image_id": 1, "category_id": 3, "bbox": [0, 0, 9, 9], "score": 0.99},  # a car: skipped
+        {"image_id": 2, "category_id": 1, "bbox": [1, 1, 2, 2], "score": 0.1},
+    ]
+    p = tmp_path / "dets.json"
+    p.write_text(json.dumps(dets))
+    boxes = read_detections(p)
+    np.testing.assert_array_equal(boxes[1][0], [[0, 0, 5, 5], [10, 20, 40, 60]])
+    np.testing.assert_allclose(boxes[1][1], [0.9, 0.5])
+    assert set(read_detections(p, min_score=0.2)) == {1}
+    image = Sample(tmp_path / "a.jpg", 1, [], "coco17", 100, 80)
+    (with_dets,) = with_detected_boxes([image, Sample(tmp_path / "b.jpg", 3, [], "coco17")], boxes)
+    assert [i.extras["score"] for i in with_dets.instances] == pytest.approx([0.9, 0.5])
+    assert with_dets.instances[1].keypoints.shape == (17, 3) and not with_dets.instances[1].keypoints.any()
+    assert with_dets.instances[1].area == 30 * 40 and (with_dets.width, with_dets.height) == (100, 80)
+    p.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 5]}]))
+    with pytest.raises(DatasetError, match=r"dets\.json: detection 0: field 'bbox' must be \[x, y, w, h\]"):
+        read_detections(p)
+    p.write_text(json.dumps({"annotations": []}))
+    with pytest.raises(DatasetError, match="expected a list of detection results"):
+        read_detections(p)
+
+
+def test_training_on_detected_boxes_takes_the_overlapping_persons_keypoints(tmp_path: Path) -> None:
+    kps = [np.full((17, 3), v, np.float32) for v in (1.0, 2.0)]
+    people = [Instance(np.array([0, 0, 10, 10], np.float32), kps[0], 100.0, id=1),
+              Instance(np.array([20, 0, 30, 10], np.float32), kps[1], 100.0, id=2),
+              Instance(np.array([40, 0, 50, 10], np.float32), kps[1], 100.0, iscrowd=True, id=3)]  # fmt: skip
+    dets = {5: (np.array([[1, 1, 11, 11], [21, 0, 30, 10], [40, 0, 50, 10], [0, 0, 30, 10]], np.float32), np.array([0.9, 0.8, 0.7, 0.6]))}
+    (sample,) = match_detected_boxes(
+        [Sample(tmp_path / "a.jpg", 5, people, "coco17"), Sample(tmp_path / "b.jpg", 6, people, "coco17")], dets
+    )
+    # box 0 -> person 1 (IoU 0.68), box 1 -> person 2 (0.9); the crowd region and the box spanning both (IoU 1/3) are dropped
+    assert [i.id for i in sample.instances] == [1, 2]
+    np.testing.assert_array_equal(sample.instances[0].box, [1, 1, 11, 11])
+    assert sample.instances[1].keypoints is kps[1] and sample.instances[1].extras["score"] == pytest.approx(0.8)
+
+
+@pytest.mark.data
+def test_real_detection_file_matches_its_images(data_dir: Path) -> None:
+    """The AP_H_56 person boxes of the COCO fixture (the detector top-down papers evaluate with)."""
+    boxes = read_detections(data_dir / "fixtures/coco/test_coco_det_AP_H_56.json")
+    gt = read_coco(data_dir / "fixtures/coco/test_coco.json")
+    assert set(boxes) == {s.image_id for s in gt} and sum(len(b) for b, _ in boxes.values()) == 118
+    for s in gt:  # every annotated person is found by some box with IoU > 0.5
+        b, _ = boxes[s.image_id]
+        for inst in s.instances:
+            if inst.iscrowd:
+                continue
+            assert box_iou(b, inst.box[None]).max() > 0.5, (s.image_id, inst.id)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from posekit.cli import main
+from posekit.codecs.nms import box_iou
 from posekit.data.synthetic import crossing_people, make_background, person_patches, synthetic_frames, write_video
-from posekit.tracking.tracker import box_iou
 
 pytestmark = [pytest.mark.weights, pytest.mark.data]
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from posekit.codecs.nms import box_iou
 from posekit.data.specs import get_spec
 from posekit.errors import PosekitError
 
@@ -216,6 +217,72 @@ def read_lsp(joints_mat: str | Path, image_root: str | Path | None = None) -> li
         inst = Instance(box, kps, float((box[2] - box[0]) * (box[3] - box[1])), id=i)
         samples.append(Sample(root / f"im{i + 1:05d}.jpg", i + 1, [inst], "lsp14"))
     return samples
+
+
+def read_detections(path: str | Path, min_score: float = 0.0) -> dict[int | str, tuple[np.ndarray, np.ndarray]]:
+    """Person boxes from a COCO detection-results file (a list of {image_id, category_id, bbox xywh,
+    score}, e.g. the AP_H_56 / AP 56.4 boxes every top-down paper evaluates with): per image id,
+    (boxes [N,4] xyxy, scores [N]) with score >= `min_score`, best first. Other categories are skipped."""
+    return parse_detections(_load_json(Path(path)), Path(path), min_score)
+
+
+def parse_detections(data: Any, path: Path, min_score: float = 0.0) -> dict[int | str, tuple[np.ndarray, np.ndarray]]:
+    """`read_detections` on an already-loaded JSON value (`path` only names it in errors)."""
+    if not isinstance(data, list):
+        raise DatasetError(f"{path}: expected a list of detection results, got {type(data).__name__}")
+    per_image: dict[int | str, list[tuple[np.ndarray, float]]] = {}
+    for i, d in enumerate(data):
+        where = f"detection {i}"
+        image_id = _get(d, "image_id", path, where)
+        if d.get("category_id", 1) != 1:
+            continue
+        score = float(d.get("score", 1.0))
+        if score >= min_score:
+            per_image.setdefault(image_id, []).append((_xywh_to_xyxy(_get(d, "bbox", path, where), path, where), score))
+    out = {}
+    for image_id, dets in per_image.items():
+        dets.sort(key=lambda bs: -bs[1])
+        out[image_id] = (np.stack([b for b, _ in dets]).astype(np.float32), np.array([s for _, s in dets], np.float32))
+    return out
+
+
+def with_detected_boxes(samples: list[Sample], detections: dict[int | str, tuple[np.ndarray, np.ndarray]]) -> list[Sample]:
+    """The same images with one instance per detected box instead of the annotated persons: no
+    keypoints (all zero), the detection score in `extras['score']`. Images without detections drop out."""
+    out = []
+    for s in samples:
+        boxes, scores = detections.get(s.image_id, (np.zeros((0, 4), np.float32), np.zeros(0, np.float32)))
+        if len(boxes) == 0:
+            continue
+        k = get_spec(s.spec).num_keypoints
+        insts = [
+            Instance(b.copy(), np.zeros((k, 3), np.float32), float((b[2] - b[0]) * (b[3] - b[1])), extras={"score": float(sc)})
+            for b, sc in zip(boxes, scores)
+        ]
+        out.append(Sample(s.image_path, s.image_id, insts, s.spec, s.width, s.height, dict(s.extras)))
+    return out
+
+
+def match_detected_boxes(samples: list[Sample], detections: dict[int | str, tuple[np.ndarray, np.ndarray]],
+                         min_iou: float = 0.5) -> list[Sample]:  # fmt: skip
+    """Training on a detector's boxes: each detected box takes the keypoints of the annotated person it
+    overlaps most (IoU >= `min_iou`; non-crowd persons with a labelled keypoint); unmatched boxes are
+    dropped. A person found by two boxes gives two crops, as a detector's duplicates would."""
+    out = []
+    for s in samples:
+        people = [inst for inst in s.instances if not inst.iscrowd and (inst.keypoints[:, 2] > 0).any()]
+        boxes, scores = detections.get(s.image_id, (np.zeros((0, 4), np.float32), np.zeros(0, np.float32)))
+        if not people or len(boxes) == 0:
+            continue
+        iou = box_iou(boxes, np.stack([p.box for p in people]))
+        insts = [
+            Instance(b.copy(), people[j].keypoints, people[j].area, id=people[j].id, extras={"score": float(sc)})
+            for b, sc, j, best in zip(boxes, scores, iou.argmax(1), iou.max(1))
+            if best >= min_iou
+        ]
+        if insts:
+            out.append(Sample(s.image_path, s.image_id, insts, s.spec, s.width, s.height, dict(s.extras)))
+    return out
 
 
 def to_coco_dict(samples: list[Sample]) -> dict[str, Any]:

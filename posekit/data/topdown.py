@@ -50,8 +50,11 @@ def affine_for_box(center: np.ndarray, size: np.ndarray, rotation: float, out_w:
 
 class TopDownDataset(Dataset):
     def __init__(self, samples: list[Sample], input_size: tuple[int, int], heatmap_size: tuple[int, int], train: bool,
-                 augment: AugmentConfig | None = None, seed: int = 0, margin: float = 1.25) -> None:  # fmt: skip
-        self.items = [(s, inst) for s in samples for inst in s.instances if not inst.iscrowd and (inst.keypoints[:, 2] > 0).sum() > 0]
+                 augment: AugmentConfig | None = None, seed: int = 0, margin: float = 1.25, require_keypoints: bool = True) -> None:  # fmt: skip
+        # Annotated persons without a labelled keypoint teach nothing (and COCO eval ignores them);
+        # detection boxes carry no keypoints at all, so evaluating on them needs require_keypoints=False.
+        self.items = [(s, inst) for s in samples for inst in s.instances
+                      if not inst.iscrowd and (not require_keypoints or (inst.keypoints[:, 2] > 0).any())]  # fmt: skip
         self.spec = get_spec(samples[0].spec)
         self.input_size, self.train, self.seed, self.margin = input_size, train, seed, margin
         self.augment = augment or AugmentConfig()

@@ -21,6 +21,12 @@ class DataConfig:
     val_range: tuple[int, int] | None = None
     val_ann: str = ""  # separate validation annotations (COCO); else val_range of `ann`
     val_images: str = ""
+    # Person boxes from a detector (COCO detection-results JSON) instead of the annotated ones. For
+    # validation (as top-down papers report AP) the ground truth stays the annotations; for training
+    # each box takes the keypoints of the annotated person it overlaps with IoU >= 0.5.
+    val_det_file: str = ""
+    train_det_file: str = ""
+    det_score_threshold: float = 0.0  # detections below this score are dropped (MMPose: det_bbox_thr)
     input_size: tuple[int, int] = (192, 256)  # (w, h)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     num_workers: int = 0

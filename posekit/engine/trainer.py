@@ -25,7 +25,17 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from posekit.codecs.heatmap import HeatmapCodec, flip_heatmaps
-from posekit.data.datasets import read_coco, read_lsp, to_coco_dict
+from posekit.codecs.nms import oks_nms
+from posekit.data.datasets import (
+    Instance,
+    Sample,
+    match_detected_boxes,
+    read_coco,
+    read_detections,
+    read_lsp,
+    to_coco_dict,
+    with_detected_boxes,
+)
 from posekit.data.specs import get_spec
 from posekit.data.topdown import TopDownDataset
 from posekit.engine.config import Config, resolve
@@ -33,9 +43,12 @@ from posekit.evaluation.coco import evaluate_coco_keypoints
 from posekit.evaluation.pck import lsp_pck
 from posekit.fileio import atomic_path, atomic_write_json
 from posekit.models.topdown import TopDownModel
+from posekit.pipeline.stages import instance_scores
 
 
-def build_datasets(cfg: Config) -> tuple[TopDownDataset, TopDownDataset]:
+def read_splits(cfg: Config) -> tuple[list[Sample], list[Sample], list[Sample]]:
+    """(train samples, validation samples to crop, validation ground truth). With `val_det_file` the
+    samples to crop hold the detector's boxes; the ground truth stays the annotations."""
     d = cfg.data
     read = read_lsp if d.format == "lsp" else read_coco
     samples = read(resolve(d.ann), resolve(d.images) if d.images else None)
@@ -44,11 +57,20 @@ def build_datasets(cfg: Config) -> tuple[TopDownDataset, TopDownDataset]:
         val = read(resolve(d.val_ann), resolve(d.val_images) if d.val_images else None)
     else:
         val = samples[slice(*d.val_range)] if d.val_range else samples
-    w, h = d.input_size
-    probe = TopDownModel(cfg.model.backbone, cfg.model.head, 1)
-    hm = (w // probe.stride, h // probe.stride)
-    return (TopDownDataset(train, (w, h), hm, True, d.augment, cfg.train.seed),
-            TopDownDataset(val, (w, h), hm, False, seed=cfg.train.seed))  # fmt: skip
+    if (d.val_det_file or d.train_det_file) and d.format == "lsp":
+        raise ValueError("data.*_det_file: LSP has one person per image and no image ids a detector file could name")
+    if d.train_det_file:
+        train = match_detected_boxes(train, read_detections(resolve(d.train_det_file), d.det_score_threshold))
+    if d.val_det_file:
+        return train, with_detected_boxes(val, read_detections(resolve(d.val_det_file), d.det_score_threshold)), val
+    return train, val, val
+
+
+def build_datasets(cfg: Config, train: list[Sample], val: list[Sample], stride: int) -> tuple[TopDownDataset, TopDownDataset]:
+    w, h = cfg.data.input_size
+    hm = (w // stride, h // stride)
+    return (TopDownDataset(train, (w, h), hm, True, cfg.data.augment, cfg.train.seed),
+            TopDownDataset(val, (w, h), hm, False, seed=cfg.train.seed, require_keypoints=not cfg.data.val_det_file))  # fmt: skip
 
 
 def build_optimizer(model: nn.Module, t) -> torch.optim.Optimizer:  # noqa: ANN001
@@ -95,6 +117,25 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
 
 
+def coco_results(items: list[tuple[Sample, Instance]], keypoints: np.ndarray, scores: np.ndarray, sigmas: np.ndarray) -> list[dict]:
+    """COCO keypoint results as top-down evaluation makes them (SimpleBaseline / MMPose protocol): person
+    score = box score (1 for annotated boxes) x mean of the keypoint scores above 0.2, then OKS-NMS at
+    0.9 within each image."""
+    box_scores = np.array([inst.extras.get("score", 1.0) for _, inst in items], np.float32)
+    person_scores = instance_scores(box_scores, scores, 0.2)
+    boxes = np.stack([inst.box for _, inst in items]) if items else np.zeros((0, 4), np.float32)
+    by_image: dict[Any, list[int]] = {}
+    for i, (sample, _) in enumerate(items):
+        by_image.setdefault(sample.image_id, []).append(i)
+    results = []
+    for image_id, idx in by_image.items():
+        idx = np.array(idx)
+        for j in idx[oks_nms(keypoints[idx], person_scores[idx], boxes[idx], sigmas, 0.9)]:
+            results.append({"image_id": image_id, "category_id": 1, "score": float(person_scores[j]),
+                            "keypoints": np.concatenate([keypoints[j], scores[j][:, None]], 1).reshape(-1).tolist()})  # fmt: skip
+    return results
+
+
 class Trainer:
     def __init__(self, cfg: Config, out_dir: Path | None = None, quiet: bool = False) -> None:
         self.cfg = cfg
@@ -107,9 +148,19 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         np.random.seed(cfg.train.seed)
         random.seed(cfg.train.seed)
-        self.train_set, self.val_set = build_datasets(cfg)
-        self.spec = self.train_set.spec
+        train, val, self.val_gt = read_splits(cfg)
+        if not train or not val:
+            raise ValueError(f"{cfg.name}: {len(train)} training and {len(val)} validation images; both must be > 0 (check the"
+                             " data ranges, and that the detection files name these images)")  # fmt: skip
+        self.spec = get_spec(train[0].spec)
         self.model = TopDownModel(cfg.model.backbone, cfg.model.head, self.spec.num_keypoints, cfg.model.integral, cfg.model.head_channels)
+        if any(side % self.model.size_divisor for side in cfg.data.input_size):
+            raise ValueError(
+                f"data.input_size {list(cfg.data.input_size)}: both sides must be multiples of {self.model.size_divisor} for {cfg.model.backbone}"
+            )
+        self.train_set, self.val_set = build_datasets(cfg, train, val, self.model.stride)
+        if len(self.train_set) == 0 or len(self.val_set) == 0:
+            raise ValueError(f"{cfg.name}: {len(self.train_set)} training and {len(self.val_set)} validation persons; both must be > 0")
         self.net: nn.Module = nn.parallel.DistributedDataParallel(self.model) if self.world > 1 else self.model
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg.train))
@@ -250,15 +301,9 @@ class Trainer:
             gt = np.stack([inst.keypoints for _, inst in items])
             metrics = {f"pck@0.2/{k}": v for k, v in lsp_pck(kps, gt[:, :, :2], gt[:, :, 2] > 0, self.spec.keypoints).items()}
         else:
-            samples = list({id(s): s for s, _ in items}.values())
-            results = [
-                {"image_id": s.image_id, "category_id": 1, "score": float(sc.mean()),
-                 "keypoints": np.concatenate([k, sc[:, None]], 1).reshape(-1).tolist()}
-                for (s, _), k, sc in zip(items, kps, scores)
-            ]  # fmt: skip
+            results = coco_results(items, kps, scores, np.array(self.spec.sigmas))
             metrics = {
-                f"coco/{k}": v
-                for k, v in evaluate_coco_keypoints(to_coco_dict(samples), results, np.array(get_spec(self.spec.name).sigmas)).items()
+                f"coco/{k}": v for k, v in evaluate_coco_keypoints(to_coco_dict(self.val_gt), results, np.array(self.spec.sigmas)).items()
             }
         if self.tb is not None:
             for k, v in metrics.items():

@@ -3,7 +3,8 @@ with the official implementation's parameter names (official checkpoints load wi
 stage-3 HRNet of DistilPose, and TokenPose's stem ("stemnet").
 
 `build_backbone(name)` returns the backbone alone; its state-dict keys carry no prefix. Every backbone
-has `out_channels` and `stride` (of its output feature map).
+has `out_channels`, `stride` (of its output feature map) and `size_divisor` (input sides must be
+multiples of it, else feature maps of different branches or the targets no longer line up).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class ResNetBackbone(nn.Module):
                 name = "conv2"
                 setattr(block, name, DeformConv3x3(getattr(block, name)))
         self.out_channels = 512 if depth < 50 else 2048
-        self.stride = 32
+        self.stride = self.size_divisor = 32
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -170,7 +171,7 @@ class StemNet(nn.Module):
         self.bn2 = nn.BatchNorm2d(64, momentum=BN_MOMENTUM)
         self.relu = nn.ReLU(inplace=True)
         self.layer1 = _make_layer(Bottleneck, 64, 64, 4)
-        self.out_channels, self.stride = 256, 4
+        self.out_channels, self.stride, self.size_divisor = 256, 4, 4
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
@@ -202,6 +203,7 @@ class HRNet(StemNet):
             pre = cur
         self.out_channels = width
         self.stride = 4
+        self.size_divisor = 4 * 2 ** (num_stages - 1)  # the lowest-resolution branch must tile the input exactly
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xs = [self.layer1(self.stem(x))]

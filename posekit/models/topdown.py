@@ -24,6 +24,7 @@ class TopDownModel(nn.Module):
         self.head = IntegralHead(h) if integral else h
         self.integral = integral
         self.stride = self.backbone.stride // h.upsample
+        self.size_divisor = self.backbone.size_divisor
 
     def forward(self, x: torch.Tensor):  # heatmaps [N,K,h,w], or (coords [N,K,2], conf [N,K], logits)
         return self.head(self.backbone(x))

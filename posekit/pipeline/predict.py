@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from posekit.api import PoseEstimator
+from posekit.data.datasets import parse_detections
 from posekit.errors import InputError
 from posekit.pipeline.readers import VIDEO_EXTS, expand_inputs, iter_frames, open_video
 from posekit.pipeline.writers import PredictionWriter
@@ -39,23 +40,19 @@ def load_boxes(path: Path) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], di
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise InputError(f"--boxes {path}: cannot read JSON ({e})") from e
-    per_image: dict[int, list[tuple[list[float], float]]] = defaultdict(list)
-    names: dict[str, int] = {}
-    if isinstance(data, dict) and "annotations" in data:
-        names = {img["file_name"]: img["id"] for img in data.get("images", [])}
-        for a in data["annotations"]:
-            if a.get("category_id", 1) == 1 and not a.get("iscrowd", 0) and a.get("num_keypoints", 1) > 0:
-                per_image[a["image_id"]].append((a["bbox"], 1.0))
-    elif isinstance(data, list):
-        for d in data:
-            if d.get("category_id", 1) == 1:
-                per_image[d["image_id"]].append((d["bbox"], float(d.get("score", 1.0))))
-    else:
+    if isinstance(data, list):
+        return parse_detections(data, path), {}
+    if not (isinstance(data, dict) and "annotations" in data):
         raise InputError(f"--boxes {path}: expected COCO annotations or a detection-results list")
+    names = {img["file_name"]: img["id"] for img in data.get("images", [])}
+    per_image: dict[int, list[list[float]]] = defaultdict(list)
+    for a in data["annotations"]:
+        if a.get("category_id", 1) == 1 and not a.get("iscrowd", 0) and a.get("num_keypoints", 1) > 0:
+            per_image[a["image_id"]].append(a["bbox"])
     out = {}
     for image_id, items in per_image.items():
-        b = np.array([x for x, _ in items], np.float32).reshape(-1, 4)
-        out[image_id] = (np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], 1), np.array([s for _, s in items], np.float32))
+        b = np.array(items, np.float32).reshape(-1, 4)
+        out[image_id] = (np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], 1), np.ones(len(b), np.float32))
     return out, names
 
 
