@@ -195,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a top-down model from a YAML config (single process, or torchrun for DDP)",
                        epilog="examples:\n  posekit train configs/lspet_r18_128x96_heatmap.yaml\n"
                        "  posekit train configs/lspet_r18_128x96_heatmap.yaml --resume     # continue where it stopped\n"
+                       "  posekit train CONFIG --set data.val_det_file=dets.json          # evaluate on detector boxes\n"
                        "  torchrun --nproc_per_node 2 -m posekit.cli train CONFIG        # DDP on CPU (gloo)",
                        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     t.add_argument("config", type=Path, help="YAML config (see configs/)")
