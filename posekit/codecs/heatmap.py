@@ -106,10 +106,15 @@ def dark_refine(heatmaps: np.ndarray, coords: np.ndarray, kernel: int = 11) -> n
     return out
 
 
+def flip_permutation(flip_pairs: tuple[tuple[int, int], ...], num_keypoints: int) -> np.ndarray:
+    """Keypoint order after a horizontal flip: index i takes keypoint perm[i] (left and right swapped)."""
+    perm = np.arange(num_keypoints)
+    for a, b in flip_pairs:
+        perm[a], perm[b] = b, a
+    return perm
+
+
 def flip_heatmaps(heatmaps: torch.Tensor, flip_pairs: tuple[tuple[int, int], ...]) -> torch.Tensor:
     """Heatmaps predicted on a horizontally flipped image, mapped back: flip x, swap left/right channels.
     (With the unbiased transform the flip needs no pixel shift.)"""
-    out = heatmaps.flip(-1).clone()
-    for a, b in flip_pairs:
-        out[:, [a, b]] = out[:, [b, a]]
-    return out
+    return heatmaps.flip(-1)[:, flip_permutation(flip_pairs, heatmaps.shape[1])]

@@ -25,6 +25,13 @@ def box_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.n
     return keep.numpy()
 
 
+def instance_scores(box_scores: np.ndarray, keypoint_scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Box score x mean of the keypoint scores above `threshold` (0 when none is)."""
+    confident = keypoint_scores > threshold
+    mean = np.where(confident, keypoint_scores, 0).sum(1) / np.maximum(confident.sum(1), 1)
+    return (box_scores * mean).astype(np.float32)
+
+
 def oks_matrix(kpts_a: np.ndarray, kpts_b: np.ndarray, areas: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
     """OKS [Na,Nb] of poses a [Na,K,2] against poses b [Nb,K,2]; `areas` (broadcast to [Na,Nb]) sets the scale."""
     var = (2.0 * np.asarray(sigmas, np.float64)) ** 2

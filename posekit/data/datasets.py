@@ -81,7 +81,7 @@ def _xywh_to_xyxy(b: Any, path: Path, where: str) -> np.ndarray:
     return np.array([x, y, x + w, y + h], np.float32)
 
 
-def _detect_spec(data: dict, path: Path) -> str:
+def detect_spec(data: dict, path: Path) -> str:
     anns = data.get("annotations") or []
     first = next((a for a in anns if isinstance(a, dict) and "keypoints" in a), None)
     if first is None:
@@ -107,7 +107,7 @@ def read_coco(ann_file: str | Path, image_root: str | Path | None = None, spec: 
     for key in ("images", "annotations"):
         if not isinstance(data, dict) or key not in data:
             raise DatasetError(f"{path}: missing top-level '{key}': not a COCO keypoint file")
-    spec = spec or _detect_spec(data, path)
+    spec = spec or detect_spec(data, path)
     k = get_spec(spec).num_keypoints
     root = Path(image_root) if image_root is not None else path.parent
     samples: dict[Any, Sample] = {}

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from posekit.codecs.heatmap import HeatmapCodec
+from posekit.codecs.heatmap import HeatmapCodec, flip_permutation
 from posekit.data.datasets import Sample
 from posekit.data.specs import get_spec
 from posekit.pipeline.readers import read_image
@@ -61,6 +61,7 @@ class TopDownDataset(Dataset):
         self.codec = HeatmapCodec(input_size, heatmap_size)
         self.epoch = 0
         self.upper = np.array([n in UPPER_BODY for n in self.spec.keypoints])
+        self.flip_perm = flip_permutation(self.spec.flip_pairs, self.spec.num_keypoints)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -102,9 +103,7 @@ class TopDownDataset(Dataset):
         if flip:
             crop = crop[:, ::-1]
             xy[:, 0] = w - 1 - xy[:, 0]
-            for a, b in self.spec.flip_pairs:
-                xy[[a, b]] = xy[[b, a]]
-                vis[[a, b]] = vis[[b, a]]
+            xy, vis = xy[self.flip_perm], vis[self.flip_perm]
         crop = crop.astype(np.float32)
         if rng is not None and self.augment.colour > 0:
             c = self.augment.colour

@@ -24,8 +24,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from posekit.codecs.heatmap import HeatmapCodec, flip_heatmaps
-from posekit.codecs.nms import oks_nms
+from posekit.codecs.heatmap import HeatmapCodec, flip_heatmaps, flip_permutation
+from posekit.codecs.nms import instance_scores, oks_nms
 from posekit.data.datasets import (
     Instance,
     Sample,
@@ -43,7 +43,6 @@ from posekit.evaluation.coco import evaluate_coco_keypoints
 from posekit.evaluation.pck import lsp_pck
 from posekit.fileio import atomic_path, atomic_write_json
 from posekit.models.topdown import TopDownModel
-from posekit.pipeline.stages import instance_scores
 
 
 def read_splits(cfg: Config) -> tuple[list[Sample], list[Sample], list[Sample]]:
@@ -274,10 +273,9 @@ class Trainer:
                 coords, conf, _ = out
                 if self.cfg.train.flip_test:
                     fc, fconf, _ = self.model(batch["image"].flip(-1))
-                    fc = fc.clone()
+                    perm = flip_permutation(self.spec.flip_pairs, self.spec.num_keypoints)
+                    fc, fconf = fc[:, perm], fconf[:, perm]  # indexing copies
                     fc[..., 0] = self.codec.heatmap_size[0] - 1 - fc[..., 0]
-                    for a, b in self.spec.flip_pairs:
-                        fc[:, [a, b]], fconf[:, [a, b]] = fc[:, [b, a]], fconf[:, [b, a]]
                     coords, conf = (coords + fc) / 2, (conf + fconf) / 2
                 xy, s = self.codec.decode_integral(coords.numpy()), conf.numpy()
             else:

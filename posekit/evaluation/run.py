@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from posekit.data.datasets import DatasetError, Sample, _detect_spec, read_coco, read_lsp, read_mpii, read_posetrack, to_coco_dict
+from posekit.data.datasets import DatasetError, Sample, detect_spec, read_coco, read_lsp, read_mpii, read_posetrack, to_coco_dict
 from posekit.data.specs import convert_keypoints, get_spec
 from posekit.evaluation.coco import evaluate_coco_keypoints, evaluate_crowdpose, evaluate_parts
 from posekit.evaluation.pck import head_sizes, lsp_pck, mpii_pckh
@@ -31,7 +31,7 @@ def detect_dataset(gt: Path) -> str:
         return "crowdpose"
     if "vid_id" in images[0]:
         return "posetrack"
-    spec = _detect_spec(data, gt)  # the JSON is already loaded: no second read through read_coco
+    spec = detect_spec(data, gt)  # the JSON is already loaded: no second read through read_coco
     return {"coco_wholebody133": "wholebody", "halpe136": "halpe"}.get(spec, "coco")
 
 

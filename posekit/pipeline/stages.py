@@ -6,17 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from posekit.codecs.nms import box_nms, oks_nms
+from posekit.codecs.nms import box_nms, instance_scores, oks_nms
 from posekit.data.specs import COCO17
 from posekit.models.tfjs_models import CenterNetDetector, MultiPoseMoveNet, SinglePoseMoveNet
 from posekit.structures import Poses
-
-
-def instance_scores(box_scores: np.ndarray, keypoint_scores: np.ndarray, threshold: float) -> np.ndarray:
-    """Box score x mean of the keypoint scores above `threshold` (0 when none is)."""
-    confident = keypoint_scores > threshold
-    mean = np.where(confident, keypoint_scores, 0).sum(1) / np.maximum(confident.sum(1), 1)
-    return (box_scores * mean).astype(np.float32)
 
 
 @dataclass
