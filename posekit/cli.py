@@ -14,18 +14,21 @@ EPILOG_PREDICT = """examples:
   posekit predict images/ --render --openpose --out out/    # + out/render/*.jpg, out/openpose/*.json
   posekit predict clip.mp4 --model movenet-multipose --render --out out/
   posekit predict val2017/ --boxes person_keypoints_val2017.json --out out/   # GT boxes (top-down protocol)
+  posekit predict photo.jpg --model outputs/train/run/checkpoint.pt --out out/  # a model trained here
 """
 
 
 def _predict(args: argparse.Namespace) -> int:
     from posekit.api import PoseEstimator
     from posekit.pipeline.predict import run_predict
+    from posekit.zoo.loader import is_top_down
 
     options = {}
-    if args.model == "movenet-multipose":
+    if not is_top_down(args.model):
         if args.boxes:
-            raise PosekitError("--boxes needs a top-down model (topdown-thunder or topdown-lightning)")
-        options["longest_side"] = args.input_size
+            raise PosekitError(f"--boxes needs a top-down model (topdown-thunder, topdown-lightning or a top-down checkpoint), not {args.model}")
+        if args.model == "movenet-multipose":
+            options["longest_side"] = args.input_size
     else:
         options["det_threshold"] = args.det_thr
     estimator = PoseEstimator(args.model, score_threshold=args.score_thr, **options)
@@ -37,8 +40,11 @@ def _predict(args: argparse.Namespace) -> int:
 def _track(args: argparse.Namespace) -> int:
     from posekit.api import PoseEstimator
     from posekit.pipeline.track import run_track
+    from posekit.zoo.loader import is_top_down
 
-    options = {"longest_side": args.input_size} if args.model == "movenet-multipose" else {"det_threshold": args.det_thr}
+    options = {"longest_side": args.input_size} if args.model == "movenet-multipose" else {}
+    if is_top_down(args.model):
+        options = {"det_threshold": args.det_thr}
     estimator = PoseEstimator(args.model, **options)
     try:
         summary = run_track(args.source, estimator, Path(args.out), render=not args.no_render, smooth=args.smooth,
@@ -59,10 +65,18 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides = {}
     for item in args.set or []:
-        key, _, value = item.partition("=")
-        overrides[key] = yaml.safe_load(value)
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise PosekitError(f"--set {item!r}: expected KEY=VALUE, e.g. train.steps=100")
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise PosekitError(f"--set {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from e
     cfg = load_config(args.config, overrides)
-    trainer = Trainer(cfg, Path(args.out) if args.out else None, quiet=args.quiet)
+    try:
+        trainer = Trainer(cfg, Path(args.out) if args.out else None, quiet=args.quiet)
+    except ValueError as e:  # data that cannot make the datasets the config asks for
+        raise PosekitError(f"{args.config}: {e}") from e
     if args.resume:
         if not trainer.checkpoint_path().exists():
             raise PosekitError(f"--resume: no checkpoint at {trainer.checkpoint_path()}")
@@ -117,13 +131,14 @@ def _eval(args: argparse.Namespace) -> int:
         out = Path(args.out_dir)
         gt = json.loads(args.gt.read_text())
         files = [str(args.images / img["file_name"]) for img in gt["images"]]  # only the annotated images
-        summary = run_predict(files, PoseEstimator(args.model), out, quiet=args.quiet)
+        estimator = PoseEstimator(args.model)
+        summary = run_predict(files, estimator, out, quiet=args.quiet)
         print(summary.line())
         ids = json.loads((out / "image_ids.json").read_text())
         by_name = {Path(img["file_name"]).name: img["id"] for img in gt["images"]}
         remap = {int(k): by_name.get(Path(v).name, int(k)) for k, v in ids.items()}
         preds = [{**r, "image_id": remap[r["image_id"]]} for r in load_results(out / "results.json")]
-        results = convert_results(preds, "coco17", args.spec or ("crowdpose14" if dataset == "crowdpose" else "coco17"))
+        results = convert_results(preds, estimator.spec, args.spec or ("crowdpose14" if dataset == "crowdpose" else "coco17"))
     dataset, stats = evaluate_files(args.gt, results, args.spec)
     print(format_table(dataset, stats))
     if args.out:
@@ -156,12 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="posekit", description="Multi-person 2D human pose estimation on real pretrained weights.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    models_help = "; ".join(f"{k}: {v[0]}" for k, v in PIPELINES.items())
+    models_help = "a model name or a checkpoint trained by posekit train (checkpoint.pt or its folder). Names: " + "; ".join(
+        f"{k}: {v[0]}" for k, v in PIPELINES.items()
+    )
 
     pr = sub.add_parser("predict", help="find poses in images, folders, globs and videos", epilog=EPILOG_PREDICT,
                         formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     pr.add_argument("inputs", nargs="+", help="image files, directories, globs ('imgs/*.jpg') or video files")
-    pr.add_argument("--model", default=DEFAULT_MODEL, choices=list(PIPELINES), help=models_help)
+    pr.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|CHECKPOINT", help=models_help)
     pr.add_argument("--out", default="outputs", help="output directory (default: outputs/)")
     pr.add_argument("--render", action="store_true", help="also draw skeletons: out/render/*.jpg, *.mp4 for videos")
     pr.add_argument("--openpose", action="store_true", help="also write OpenPose-style JSON per image: out/openpose/")
@@ -178,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "  posekit track frames/ --smooth --out out/     # a folder of frames, One-Euro smoothing\n"
                         "  posekit track 0 --model movenet-multipose     # webcam 0", formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     tr.add_argument("source", help="video file, folder of frames, webcam index (0) or stream URL (rtsp://...)")
-    tr.add_argument("--model", default=DEFAULT_MODEL, choices=list(PIPELINES), help=models_help)
+    tr.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|CHECKPOINT", help=models_help)
     tr.add_argument("--out", default="outputs/track", help="output directory (default outputs/track)")
     tr.add_argument("--det-thr", type=float, default=0.3, help="person detection score threshold (top-down; default 0.3)")
     tr.add_argument("--input-size", type=int, default=256, help="movenet-multipose: longer image side (default 256)")
@@ -192,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_track)
 
-    t = sub.add_parser("train", help="train a top-down model from a YAML config (single process, or torchrun for DDP)",
+    t = sub.add_parser("train", help="train any model family from a YAML config (single process, or torchrun for DDP)",
                        epilog="examples:\n  posekit train configs/lspet_r18_128x96_heatmap.yaml\n"
                        "  posekit train configs/lspet_r18_128x96_heatmap.yaml --resume     # continue where it stopped\n"
                        "  posekit train CONFIG --set data.val_det_file=dets.json          # evaluate on detector boxes\n"
@@ -222,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--results", type=Path, help="keypoint results (COCO results list, e.g. posekit predict's results.json)")
     ev.add_argument("--spec", choices=sorted(SPECS), help="keypoint spec of GT and results (default: detected from the GT)")
-    ev.add_argument("--model", choices=list(PIPELINES), help="run this model on --images first, then score it")
+    ev.add_argument("--model", metavar="NAME|CHECKPOINT", help="run this model (a name or a checkpoint) on --images first, then score it")
     ev.add_argument("--images", type=Path, help="with --model: the folder of images the GT annotates")
     ev.add_argument("--out-dir", default="outputs/eval", help="with --model: where its predictions go (default outputs/eval)")
     ev.add_argument("--out", type=Path, help="write the stats as JSON here")
@@ -238,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="measure images/s of each pipeline; prints one JSON line per measurement")
     b.add_argument("images", nargs="+", type=Path, help="images to run on")
-    b.add_argument("--models", nargs="+", default=list(PIPELINES), choices=list(PIPELINES))
+    b.add_argument("--models", nargs="+", default=list(PIPELINES), metavar="NAME|CHECKPOINT", help="model names or checkpoints (default: every named pipeline)")
     b.add_argument("--repeat", type=int, default=1, help="passes over the images after one warm-up image")
     b.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     b.set_defaults(func=_bench)

@@ -57,20 +57,28 @@ class Poses:
     def __len__(self) -> int:
         return len(self.scores)
 
+    @classmethod
+    def concat(cls, items: list[Poses]) -> Poses:
+        """The persons of several `Poses` of one image and spec, in order (track ids and meta dropped)."""
+        if not items:
+            return cls.empty()
+        return cls(np.concatenate([p.keypoints for p in items]), np.concatenate([p.keypoint_scores for p in items]),
+                   np.concatenate([p.boxes for p in items]), np.concatenate([p.scores for p in items]), items[0].spec)  # fmt: skip
+
     def select(self, index: np.ndarray) -> Poses:
         tid = None if self.track_ids is None else self.track_ids[index]
         return Poses(
             self.keypoints[index], self.keypoint_scores[index], self.boxes[index], self.scores[index], self.spec, tid, dict(self.meta)
         )
 
-    def to_coco_results(self, image_id: int, category_id: int = 1) -> list[dict[str, Any]]:
+    def to_coco_results(self, image_id: int | str, category_id: int = 1) -> list[dict[str, Any]]:
         """COCO keypoint-results entries (what pycocotools' loadRes reads)."""
         out = []
         for i in range(len(self)):
             kps = np.concatenate([self.keypoints[i], self.keypoint_scores[i, :, None]], axis=1)
             x1, y1, x2, y2 = (float(v) for v in self.boxes[i])
             entry = {
-                "image_id": int(image_id),
+                "image_id": image_id if isinstance(image_id, str) else int(image_id),
                 "category_id": category_id,
                 "keypoints": [round(float(v), 3) for v in kps.reshape(-1)],
                 "score": round(float(self.scores[i]), 6),

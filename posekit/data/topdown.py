@@ -18,10 +18,9 @@ from torch.utils.data import Dataset
 from posekit.codecs.heatmap import HeatmapCodec, flip_permutation
 from posekit.data.datasets import Sample
 from posekit.data.specs import get_spec
+from posekit.data.transforms import normalise
 from posekit.pipeline.readers import read_image
 
-MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
-STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
 UPPER_BODY = {"nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
               "right_elbow", "left_wrist", "right_wrist", "neck", "head_top", "top_head", "upper_neck", "thorax", "head_bottom"}  # fmt: skip
 
@@ -48,8 +47,29 @@ def affine_for_box(center: np.ndarray, size: np.ndarray, rotation: float, out_w:
     return np.concatenate([m, t[:, None]], 1)
 
 
+def person_box(box: np.ndarray, input_size: tuple[int, int], margin: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and (w, h) of the crop for a person box: grown to the input's aspect ratio, then by `margin`."""
+    center = (box[:2] + box[2:]) / 2
+    size = np.maximum(box[2:] - box[:2], 1.0)
+    aspect = input_size[0] / input_size[1]
+    return center, np.array([max(size[0], size[1] * aspect), max(size[1], size[0] / aspect)]) * margin
+
+
+def crop_persons(image: np.ndarray, boxes: np.ndarray, input_size: tuple[int, int], margin: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
+    """Network inputs [N,3,h,w] (normalised) and matrices [N,2,3] for person boxes: the crops of validation."""
+    w, h = input_size
+    crops = np.zeros((len(boxes), 3, h, w), np.float32)
+    mats = np.zeros((len(boxes), 2, 3), np.float64)
+    for i, box in enumerate(np.asarray(boxes, np.float32).reshape(-1, 4)):
+        mats[i] = affine_for_box(*person_box(box, input_size, margin), 0.0, w, h)
+        crops[i] = normalise(cv2.warpAffine(image, mats[i], (w, h), flags=cv2.INTER_LINEAR))
+    return crops, mats
+
+
 class TopDownDataset(Dataset):
-    def __init__(self, samples: list[Sample], input_size: tuple[int, int], heatmap_size: tuple[int, int], train: bool,
+    """One person crop per item; targets from the model's heatmap `codec`."""
+
+    def __init__(self, samples: list[Sample], input_size: tuple[int, int], codec: HeatmapCodec, train: bool,
                  augment: AugmentConfig | None = None, seed: int = 0, margin: float = 1.25, require_keypoints: bool = True) -> None:  # fmt: skip
         # Annotated persons without a labelled keypoint teach nothing (and COCO eval ignores them);
         # detection boxes carry no keypoints at all, so evaluating on them needs require_keypoints=False.
@@ -58,7 +78,7 @@ class TopDownDataset(Dataset):
         self.spec = get_spec(samples[0].spec)
         self.input_size, self.train, self.seed, self.margin = input_size, train, seed, margin
         self.augment = augment or AugmentConfig()
-        self.codec = HeatmapCodec(input_size, heatmap_size)
+        self.codec = codec
         self.epoch = 0
         self.upper = np.array([n in UPPER_BODY for n in self.spec.keypoints])
         self.flip_perm = flip_permutation(self.spec.flip_pairs, self.spec.num_keypoints)
@@ -73,10 +93,7 @@ class TopDownDataset(Dataset):
             if part.sum() >= 2:
                 pts = kps[part, :2]
                 box = np.concatenate([pts.min(0), pts.max(0)])
-        center = (box[:2] + box[2:]) / 2
-        size = np.maximum(box[2:] - box[:2], 1.0)
-        aspect = self.input_size[0] / self.input_size[1]
-        size = np.array([max(size[0], size[1] * aspect), max(size[1], size[0] / aspect)]) * self.margin
+        center, size = person_box(box, self.input_size, self.margin)
         if rng is not None:
             a = self.augment
             center = center + rng.uniform(-a.jitter, a.jitter, 2) * size
@@ -113,7 +130,7 @@ class TopDownDataset(Dataset):
         inside = (xy[:, 0] >= 0) & (xy[:, 0] <= w - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= h - 1)
         vis = np.where(inside, vis, 0)
         heatmaps, weights = self.codec.encode(xy, vis)
-        tensor = torch.from_numpy(((crop - MEAN) / STD).transpose(2, 0, 1).copy())
+        tensor = torch.from_numpy(normalise(crop))
         return {
             "image": tensor,
             "heatmaps": torch.from_numpy(heatmaps),
@@ -121,5 +138,10 @@ class TopDownDataset(Dataset):
             "keypoints": torch.from_numpy(xy.astype(np.float32)),
             "visible": torch.from_numpy((vis > 0).astype(np.float32)),
             "matrix": torch.from_numpy(mat.astype(np.float32)),
+            "box": torch.from_numpy(np.asarray(inst.box, np.float32)),
+            "box_score": torch.tensor(float(inst.extras.get("score", 1.0))),
             "index": torch.tensor(index),
         }
+
+    def image_id(self, index: int) -> int | str:
+        return self.items[index][0].image_id

@@ -12,6 +12,15 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+# Network inputs are float images normalised with the ImageNet mean / std (RGB, 0..255 scale).
+MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
+STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
+
+
+def normalise(image: np.ndarray) -> np.ndarray:
+    """uint8 / float HxWx3 RGB -> float32 3xHxW network input."""
+    return ((np.asarray(image, np.float32) - MEAN) / STD).transpose(2, 0, 1).copy()
+
 
 def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     shrinking = width < image.shape[1] or height < image.shape[0]

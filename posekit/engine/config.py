@@ -1,4 +1,6 @@
-"""Training configs: plain YAML mapped onto dataclasses."""
+"""Training configs: plain YAML mapped onto dataclasses. `model.family` picks the model's dataclass
+(`posekit.models.FAMILIES`); an unknown key, a value of the wrong type or an impossible value is a
+one-line `ConfigError` naming the key."""
 
 from __future__ import annotations
 
@@ -10,6 +12,29 @@ from typing import Any
 import yaml
 
 from posekit.data.topdown import AugmentConfig
+from posekit.errors import PosekitError
+
+
+class ConfigError(PosekitError):
+    """A config file that cannot be used as written."""
+
+
+@dataclass
+class MosaicConfig:
+    """Multi-person training images tiled from single-person LSP / LSP-Extended images (whole-image models)."""
+
+    ann: str = ""  # LSP joints.mat; empty = no mosaics
+    images: str = ""
+    range: tuple[int, int] | None = None  # slice of its samples to use (keep the held-out part out)
+    count: int = 1000  # mosaics per epoch, beside the real images
+    grids: tuple[int, ...] = (2, 3)  # 2x2 and 3x3 tiles
+    scale: tuple[float, float] = (0.55, 1.0)  # person height as a fraction of the tile
+
+
+@dataclass
+class ExtraSource:
+    ann: str = ""
+    images: str = ""
 
 
 @dataclass
@@ -21,6 +46,7 @@ class DataConfig:
     val_range: tuple[int, int] | None = None
     val_ann: str = ""  # separate validation annotations (COCO); else val_range of `ann`
     val_images: str = ""
+    extra_train: tuple[ExtraSource, ...] = ()  # more COCO-format annotation files to train on (all their images)
     # Person boxes from a detector (COCO detection-results JSON) instead of the annotated ones. For
     # validation (as top-down papers report AP) the ground truth stays the annotations; for training
     # each box takes the keypoints of the annotated person it overlaps with IoU >= 0.5.
@@ -29,15 +55,8 @@ class DataConfig:
     det_score_threshold: float = 0.0  # detections below this score are dropped (MMPose: det_bbox_thr)
     input_size: tuple[int, int] = (192, 256)  # (w, h)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    mosaic: MosaicConfig = field(default_factory=MosaicConfig)
     num_workers: int = 0
-
-
-@dataclass
-class ModelConfig:
-    backbone: str = "resnet50"
-    head: str = "deconv"  # deconv | duc | conv
-    integral: bool = False
-    head_channels: int = 256  # deconv head filters (SimpleBaseline: 256)
 
 
 @dataclass
@@ -46,6 +65,7 @@ class TrainConfig:
     steps: int = 1000
     optimizer: str = "adam"  # adam | adamw | sgd
     lr: float = 1e-3
+    backbone_lr_mult: float = 1.0  # pretrained trunks: fine-tune them slower than the new heads (e.g. 0.1)
     weight_decay: float = 0.0
     scheduler: str = "cosine"  # cosine | step | constant
     milestones: tuple[int, ...] = ()  # for step: steps where lr *= gamma
@@ -56,45 +76,123 @@ class TrainConfig:
     eval_every: int = 0  # 0 = only at the end
     log_every: int = 20
     seed: int = 0
-    flip_test: bool = True
 
 
 @dataclass
 class Config:
     name: str = "run"
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: Any = None  # the family's dataclass, e.g. TopDownConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     output: str = "outputs/train/{name}"
 
 
-def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+def _check_type(value: Any, default: Any, where: str) -> Any:
+    """`value` as the type of the field's default (int -> float allowed), else a ConfigError."""
+    if default is None or isinstance(default, tuple):
+        if value is None or isinstance(value, (list, tuple)):
+            return tuple(value) if value is not None else None
+        raise ConfigError(f"{where}: expected a list, got {value!r}")
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _build(cls: type, values: Any, where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys to values, got {values!r}")
     known = {f.name: f for f in fields(cls)}
     unknown = set(values) - set(known)
     if unknown:
-        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; known: {', '.join(sorted(known))}")
     kwargs = {}
+    defaults = cls()
     for k, v in values.items():
-        default = getattr(cls(), k)
-        if is_dataclass(default) and isinstance(v, dict):
+        default = getattr(defaults, k)
+        if is_dataclass(default):
             kwargs[k] = _build(type(default), v, f"{where}.{k}")
-        elif isinstance(v, list):
-            kwargs[k] = tuple(v)
+        elif k == "extra_train":
+            kwargs[k] = tuple(_build(ExtraSource, s, f"{where}.{k}[{i}]") for i, s in enumerate(v or []))
         else:
-            kwargs[k] = v
+            kwargs[k] = _check_type(v, default, f"{where}.{k}")
     return cls(**kwargs)
 
 
+def build_config(raw: dict[str, Any], where: str = "config") -> Config:
+    from posekit.models import FAMILIES
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping at the top level")
+    raw = dict(raw)
+    model = raw.pop("model", None) or {}
+    if not isinstance(model, dict):
+        raise ConfigError(f"{where}: model: expected a mapping")
+    family = model.get("family", "topdown")
+    if family not in FAMILIES:
+        raise ConfigError(f"{where}: model.family {family!r} is not a model family; known: {', '.join(FAMILIES)}")
+    cfg = _build(Config, raw, where)
+    cfg.model = _build(FAMILIES[family].config_class, model, f"{where}.model")
+    validate(cfg, where)
+    return cfg
+
+
+def validate(cfg: Config, where: str) -> None:
+    t, d = cfg.train, cfg.data
+    checks = [
+        (t.batch_size > 0, "train.batch_size must be > 0"),
+        (t.steps >= 0, "train.steps must be >= 0"),
+        (t.lr > 0, "train.lr must be > 0"),
+        (t.optimizer in ("adam", "adamw", "sgd"), f"train.optimizer {t.optimizer!r}: use adam, adamw or sgd"),
+        (t.scheduler in ("cosine", "step", "constant"), f"train.scheduler {t.scheduler!r}: use cosine, step or constant"),
+        (d.format in ("coco", "lsp"), f"data.format {d.format!r}: use coco or lsp"),
+        (len(d.input_size) == 2 and all(isinstance(v, int) and v > 0 for v in d.input_size), f"data.input_size {d.input_size}: two positive integers (w, h)"),
+        (d.num_workers >= 0, "data.num_workers must be >= 0"),
+    ]  # fmt: skip
+    for rng_name in ("train_range", "val_range"):
+        r = getattr(d, rng_name)
+        checks.append((r is None or (len(r) == 2 and r[0] < r[1]), f"data.{rng_name} {r}: [start, stop) with start < stop"))
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"{where}: {message}")
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(cfg)
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
-    raw = yaml.safe_load(Path(path).read_text()) or {}
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config ({e.strerror})") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, leaf = dotted.split(".")
         for p in parents:
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {dotted}: {p} is not a section")
         node[leaf] = value
-    cfg = _build(Config, raw, str(path))
-    return cfg
+    return build_config(raw, str(path))
 
 
 def resolve(path: str) -> Path:

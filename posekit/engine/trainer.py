@@ -1,4 +1,9 @@
-"""`posekit train`: the training engine for top-down models.
+"""`posekit train`: one training engine for every model family.
+
+The trainer knows the model interface (`posekit.models.base.PoseModel`) and nothing else: the model
+builds its own targets' codec, computes its named loss terms (summed here, each logged) and decodes its
+own predictions; evaluation goes `predict` -> `Poses` -> OKS-NMS per image -> COCO results ->
+`posekit.evaluation`.
 
 Determinism: the order of the data is a function of (seed, epoch) and every augmentation draw of
 (seed, epoch, index); a checkpoint stores model, optimizer, scheduler, the RNG states and the position
@@ -13,7 +18,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -24,63 +29,29 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from posekit.codecs.heatmap import HeatmapCodec, flip_heatmaps, flip_permutation
-from posekit.codecs.nms import instance_scores, oks_nms
-from posekit.data.datasets import (
-    Instance,
-    Sample,
-    match_detected_boxes,
-    read_coco,
-    read_detections,
-    read_lsp,
-    to_coco_dict,
-    with_detected_boxes,
-)
+from posekit.codecs.nms import oks_nms
+from posekit.data.build import build_datasets, read_splits
 from posekit.data.specs import get_spec
-from posekit.data.topdown import TopDownDataset
-from posekit.engine.config import Config, resolve
-from posekit.evaluation.coco import evaluate_coco_keypoints
-from posekit.evaluation.pck import lsp_pck
+from posekit.engine.config import Config, ConfigError, config_to_dict
+from posekit.evaluation.run import evaluate_samples
 from posekit.fileio import atomic_path, atomic_write_json
-from posekit.models.topdown import TopDownModel
+from posekit.models import build_model
+from posekit.models.base import LossModule
+from posekit.structures import Poses
+from posekit.zoo.checkpoints import CHECKPOINT_FORMAT, state_sha256
 
-
-def read_splits(cfg: Config) -> tuple[list[Sample], list[Sample], list[Sample]]:
-    """(train samples, validation samples to crop, validation ground truth). With `val_det_file` the
-    samples to crop hold the detector's boxes; the ground truth stays the annotations."""
-    d = cfg.data
-    read = read_lsp if d.format == "lsp" else read_coco
-    samples = read(resolve(d.ann), resolve(d.images) if d.images else None)
-    train = samples[slice(*d.train_range)] if d.train_range else samples
-    if d.val_ann:
-        val = read(resolve(d.val_ann), resolve(d.val_images) if d.val_images else None)
-    else:
-        val = samples[slice(*d.val_range)] if d.val_range else samples
-    if (d.val_det_file or d.train_det_file) and d.format == "lsp":
-        raise ValueError("data.*_det_file: LSP has one person per image and no image ids a detector file could name")
-    if d.train_det_file:
-        train = match_detected_boxes(train, read_detections(resolve(d.train_det_file), d.det_score_threshold))
-    if d.val_det_file:
-        return train, with_detected_boxes(val, read_detections(resolve(d.val_det_file), d.det_score_threshold)), val
-    return train, val, val
-
-
-def build_datasets(cfg: Config, train: list[Sample], val: list[Sample], stride: int) -> tuple[TopDownDataset, TopDownDataset]:
-    w, h = cfg.data.input_size
-    hm = (w // stride, h // stride)
-    return (TopDownDataset(train, (w, h), hm, True, cfg.data.augment, cfg.train.seed),
-            TopDownDataset(val, (w, h), hm, False, seed=cfg.train.seed, require_keypoints=not cfg.data.val_det_file))  # fmt: skip
+OKS_NMS_THRESHOLD = 0.9  # per image, over all predicted persons (SimpleBaseline / MMPose evaluation)
 
 
 def build_optimizer(model: nn.Module, t) -> torch.optim.Optimizer:  # noqa: ANN001
-    params = [p for p in model.parameters() if p.requires_grad]
+    trunk = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("backbone.")]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("backbone.")]
+    params = [{"params": rest}, {"params": trunk, "lr": t.lr * t.backbone_lr_mult}] if t.backbone_lr_mult != 1.0 else rest + trunk
     if t.optimizer == "adam":
         return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
     if t.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=t.lr, momentum=0.9, weight_decay=t.weight_decay)
-    raise ValueError(f"unknown optimizer {t.optimizer!r}")
+    return torch.optim.SGD(params, lr=t.lr, momentum=0.9, weight_decay=t.weight_decay)
 
 
 def lr_factor(step: int, t) -> float:  # noqa: ANN001
@@ -95,43 +66,27 @@ def lr_factor(step: int, t) -> float:  # noqa: ANN001
     return 1.0
 
 
-def pose_loss(output: Any, batch: dict[str, torch.Tensor], codec: HeatmapCodec) -> torch.Tensor:
-    """Heatmap head: target-weighted MSE. Integral head: target-weighted L1 on coordinates (heatmap
-    pixels), whose gradient reaches the heatmap through the amplitude-symmetric backward."""
-    w = batch["weights"]
-    if isinstance(output, tuple):
-        coords, _, _ = output
-        target = batch["keypoints"] * torch.from_numpy(codec.scale)
-        return ((coords - target).abs().sum(-1) * w).sum() / w.sum().clamp_min(1.0)
-    return (((output - batch["heatmaps"]) ** 2).mean((2, 3)) * w).mean()
-
-
 def rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """RNG states as tensors and plain values, so checkpoints load with `torch.load(weights_only=True)`."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            "python": random.getstate()}  # fmt: skip
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, np.int64).astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
 
 
-def coco_results(items: list[tuple[Sample, Instance]], keypoints: np.ndarray, scores: np.ndarray, sigmas: np.ndarray) -> list[dict]:
-    """COCO keypoint results as top-down evaluation makes them (SimpleBaseline / MMPose protocol): person
-    score = box score (1 for annotated boxes) x mean of the keypoint scores above 0.2, then OKS-NMS at
-    0.9 within each image."""
-    box_scores = np.array([inst.extras.get("score", 1.0) for _, inst in items], np.float32)
-    person_scores = instance_scores(box_scores, scores, 0.2)
-    boxes = np.stack([inst.box for _, inst in items]) if items else np.zeros((0, 4), np.float32)
-    by_image: dict[Any, list[int]] = {}
-    for i, (sample, _) in enumerate(items):
-        by_image.setdefault(sample.image_id, []).append(i)
+def results_from_poses(per_image: dict[Any, list[Poses]], sigmas: np.ndarray) -> list[dict]:
+    """COCO results: each image's persons merged, OKS-NMS at 0.9, written with their scores."""
     results = []
-    for image_id, idx in by_image.items():
-        idx = np.array(idx)
-        for j in idx[oks_nms(keypoints[idx], person_scores[idx], boxes[idx], sigmas, 0.9)]:
-            results.append({"image_id": image_id, "category_id": 1, "score": float(person_scores[j]),
-                            "keypoints": np.concatenate([keypoints[j], scores[j][:, None]], 1).reshape(-1).tolist()})  # fmt: skip
+    for image_id, items in per_image.items():
+        poses = Poses.concat(items)
+        results += poses.select(oks_nms(poses.keypoints, poses.scores, poses.boxes, sigmas, OKS_NMS_THRESHOLD)).to_coco_results(image_id)
     return results
 
 
@@ -149,22 +104,25 @@ class Trainer:
         random.seed(cfg.train.seed)
         train, val, self.val_gt = read_splits(cfg)
         if not train or not val:
-            raise ValueError(f"{cfg.name}: {len(train)} training and {len(val)} validation images; both must be > 0 (check the"
-                             " data ranges, and that the detection files name these images)")  # fmt: skip
+            raise ConfigError(f"{cfg.name}: {len(train)} training and {len(val)} validation images; both must be > 0 (check the"
+                              " data ranges, and that the detection files name these images)")  # fmt: skip
         self.spec = get_spec(train[0].spec)
-        self.model = TopDownModel(cfg.model.backbone, cfg.model.head, self.spec.num_keypoints, cfg.model.integral, cfg.model.head_channels)
+        try:
+            self.model = build_model(cfg.model, self.spec, cfg.data.input_size)
+        except KeyError as e:  # unknown backbone / head
+            raise ConfigError(f"{cfg.name}: {e.args[0]}") from e
         if any(side % self.model.size_divisor for side in cfg.data.input_size):
-            raise ValueError(
+            raise ConfigError(
                 f"data.input_size {list(cfg.data.input_size)}: both sides must be multiples of {self.model.size_divisor} for {cfg.model.backbone}"
             )
-        self.train_set, self.val_set = build_datasets(cfg, train, val, self.model.stride)
+        self.train_set, self.val_set = build_datasets(cfg, self.model, train, val)
         if len(self.train_set) == 0 or len(self.val_set) == 0:
-            raise ValueError(f"{cfg.name}: {len(self.train_set)} training and {len(self.val_set)} validation persons; both must be > 0")
-        self.net: nn.Module = nn.parallel.DistributedDataParallel(self.model) if self.world > 1 else self.model
+            raise ConfigError(f"{cfg.name}: {len(self.train_set)} training and {len(self.val_set)} validation items; both must be > 0")
+        self.loss_module: nn.Module = LossModule(self.model)
+        self.net: nn.Module = nn.parallel.DistributedDataParallel(self.loss_module) if self.world > 1 else self.loss_module
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg.train))
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
-        self.codec = self.train_set.codec
         self.tb = None
 
     # ------------------------------------------------------------------ checkpoints
@@ -172,17 +130,24 @@ class Trainer:
         return self.out / "checkpoint.pt"
 
     def save_checkpoint(self) -> None:
+        """checkpoint.pt: everything to resume, and everything `posekit.zoo.load_model` needs (format,
+        family, spec, config, weights and their sha256). Loads with torch.load(weights_only=True)."""
         if self.rank != 0:
             return
+        weights = self.model.state_dict()
         state = {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "rng": rng_state(), "config": asdict(self.cfg),
+            "format": CHECKPOINT_FORMAT, "family": self.model.family, "spec": self.spec.name, "config": config_to_dict(self.cfg),
+            "model": weights, "weights_sha256": state_sha256(weights),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "rng": rng_state(),
         }  # fmt: skip
         with atomic_path(self.checkpoint_path()) as tmp:
             torch.save(state, tmp)
 
     def load_checkpoint(self, path: Path | None = None) -> None:
-        state = torch.load(path or self.checkpoint_path(), weights_only=False)
+        from posekit.zoo.checkpoints import read_checkpoint
+
+        state = read_checkpoint(path or self.checkpoint_path())
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -200,6 +165,8 @@ class Trainer:
         return [b[self.rank * per_rank : (self.rank + 1) * per_rank] for b in batches]
 
     def batches(self):
+        if not self.epoch_batches(0):
+            raise ConfigError(f"{self.cfg.name}: {len(self.train_set)} training items make no full batch of {self.cfg.train.batch_size} x {self.world}")
         while True:
             self.train_set.epoch = self.epoch
             plan = self.epoch_batches(self.epoch)[self.batch_in_epoch :]
@@ -226,11 +193,15 @@ class Trainer:
         metrics: dict[str, Any] = {}
         start, seen = time.perf_counter(), 0
         self.net.train()
-        for batch in self.batches():
+        for batch in self.batches() if self.step < stop_at else ():
             if self.step >= stop_at:
                 self.batch_in_epoch -= 1  # this batch was not used
                 break
-            loss = pose_loss(self.net(batch["image"]), batch, self.codec)
+            terms = self.net(batch)
+            loss = sum(terms.values())
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"step {self.step}: the loss is {loss.item()} ({', '.join(f'{k} {v.item():.4g}' for k, v in terms.items())});"
+                                         f" the last checkpoint is {self.checkpoint_path()}")  # fmt: skip
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if t.grad_clip > 0:
@@ -244,6 +215,8 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss.item():.5f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
                 if self.tb is not None:
                     self.tb.add_scalar("train/loss", loss.item(), self.step)
+                    for k, v in terms.items():
+                        self.tb.add_scalar(f"train/{k}", v.item(), self.step)
                     self.tb.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
             if t.checkpoint_every and self.step % t.checkpoint_every == 0:
                 self.save_checkpoint()
@@ -261,48 +234,21 @@ class Trainer:
         return summary
 
     # ------------------------------------------------------------------ evaluation
-    @torch.inference_mode()
-    def predict(self, dataset: TopDownDataset) -> tuple[np.ndarray, np.ndarray]:
-        """Keypoints [N,K,2] in image pixels and scores [N,K] for every item of `dataset`."""
+    def predict(self, dataset) -> dict[Any, list[Poses]]:  # noqa: ANN001
+        """The model's `Poses` for every item of `dataset`, grouped by image id."""
         self.model.eval()
-        loader = DataLoader(dataset, batch_size=64, num_workers=self.cfg.data.num_workers)
-        kps, scores = [], []
-        for batch in loader:
-            out = self.model(batch["image"])
-            if self.model.integral:
-                coords, conf, _ = out
-                if self.cfg.train.flip_test:
-                    fc, fconf, _ = self.model(batch["image"].flip(-1))
-                    perm = flip_permutation(self.spec.flip_pairs, self.spec.num_keypoints)
-                    fc, fconf = fc[:, perm], fconf[:, perm]  # indexing copies
-                    fc[..., 0] = self.codec.heatmap_size[0] - 1 - fc[..., 0]
-                    coords, conf = (coords + fc) / 2, (conf + fconf) / 2
-                xy, s = self.codec.decode_integral(coords.numpy()), conf.numpy()
-            else:
-                hm = out
-                if self.cfg.train.flip_test:
-                    hm = (hm + flip_heatmaps(self.model(batch["image"].flip(-1)), self.spec.flip_pairs)) / 2
-                xy, s = self.codec.decode(hm.numpy(), "dark")
-            mats = batch["matrix"].numpy().astype(np.float64)
-            for m, p in zip(mats, xy):  # crop pixels -> image pixels
-                inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]
-                kps.append(p @ inv[:, :2].T + inv[:, 2])
-            scores.append(s)
-        return np.stack(kps).astype(np.float32), np.concatenate(scores)
+        loader = DataLoader(dataset, batch_size=64 if self.model.input_kind == "crops" else 8, num_workers=self.cfg.data.num_workers)
+        per_image: dict[Any, list[Poses]] = defaultdict(list)
+        for batch in tqdm(loader, desc="eval", unit="batch", disable=self.quiet or None, leave=False, dynamic_ncols=True):
+            for index, poses in zip(batch["index"].tolist(), self.model.predict(batch)):
+                per_image[dataset.image_id(index)].append(poses)
+        return per_image
 
     def evaluate(self) -> dict[str, Any]:
         if self.rank != 0:
             return {}
-        kps, scores = self.predict(self.val_set)
-        items = self.val_set.items
-        if self.spec.name == "lsp14":
-            gt = np.stack([inst.keypoints for _, inst in items])
-            metrics = {f"pck@0.2/{k}": v for k, v in lsp_pck(kps, gt[:, :, :2], gt[:, :, 2] > 0, self.spec.keypoints).items()}
-        else:
-            results = coco_results(items, kps, scores, np.array(self.spec.sigmas))
-            metrics = {
-                f"coco/{k}": v for k, v in evaluate_coco_keypoints(to_coco_dict(self.val_gt), results, np.array(self.spec.sigmas)).items()
-            }
+        results = results_from_poses(self.predict(self.val_set), np.array(self.spec.sigmas))
+        metrics = evaluate_samples(self.val_gt, results)
         if self.tb is not None:
             for k, v in metrics.items():
                 self.tb.add_scalar(f"val/{k}", v, self.step)

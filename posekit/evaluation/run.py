@@ -162,6 +162,29 @@ def evaluate_files(gt: str | Path, results: str | Path | list, spec: str | None 
     raise DatasetError(f"unknown dataset kind {dataset!r}")
 
 
+METRIC_PREFIX = {"coco": "coco/", "crowdpose": "crowdpose/", "lsp": "pck@0.2/", "mpii": "pckh@0.5/"}
+
+
+def evaluate_samples(samples: list[Sample], results: list[dict]) -> dict[str, float]:
+    """Score COCO-style `results` against already-read ground-truth samples with their dataset's metric
+    (what the trainer's validation uses): COCO AP (the spec's sigmas), LSP PCK@0.2, MPII PCKh@0.5.
+    Keys carry the metric as a prefix, e.g. 'coco/AP', 'pck@0.2/Mean'."""
+    spec = samples[0].spec if samples else "coco17"
+    dataset = DATASET_OF_SPEC.get(spec, "coco")
+    if dataset == "lsp":
+        pred, g, vis, _ = _pck_inputs(samples, results, _torso)
+        stats = lsp_pck(pred, g, vis, get_spec(spec).keypoints)
+    elif dataset == "mpii":
+        pred, g, vis, norms = _pck_inputs(samples, results, _mpii_head_size)
+        stats = mpii_pckh(pred, g, vis, np.concatenate(norms))
+    elif dataset == "crowdpose":
+        stats = evaluate_crowdpose(to_coco_dict(samples), results, np.array(get_spec(spec).sigmas))
+    else:
+        dataset = "coco"
+        stats = evaluate_coco_keypoints(to_coco_dict(samples), results, np.array(get_spec(spec).sigmas))
+    return {METRIC_PREFIX[dataset] + k: v for k, v in stats.items()}
+
+
 def convert_results(results: list[dict], src: str, dst: str) -> list[dict]:
     """COCO results of spec `src` rewritten as spec `dst` (joints `src` lacks get score 0)."""
     if src == dst:

@@ -230,7 +230,22 @@ BACKBONES = {
 }
 
 
+def _graph_trunk(name: str):  # noqa: ANN202
+    def build() -> nn.Module:
+        from posekit.models.graph_trunks import GraphTrunk  # needs the fetched weights
+
+        return GraphTrunk(name)
+
+    return build
+
+
+for _trunk in ("movenet_thunder_fpn", "movenet_multipose_fpn", "centernet_mbv3"):
+    BACKBONES[_trunk] = _graph_trunk(_trunk)
+
+
 def build_backbone(name: str) -> nn.Module:
+    """A backbone by name. The `movenet_*_fpn` and `centernet_mbv3` trunks start from the pose / detection
+    weights of the fetched TF.js graphs (`posekit weights fetch`); the others from random initialisation."""
     if name not in BACKBONES:
         raise KeyError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
     return BACKBONES[name]()

@@ -86,6 +86,24 @@ class ConvHead(nn.Module):
         return self.final_layer(x)
 
 
+class SeparableHead(nn.Module):
+    """MoveNet's head on a stride-4 FPN map: depthwise 3x3, 1x1 to `hidden`, ReLU, 1x1 to K heatmaps."""
+
+    def __init__(self, in_channels: int, num_keypoints: int, hidden: int = 96) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv2d(in_channels, in_channels, 3, padding=1, groups=in_channels, bias=False)
+        self.pointwise = nn.Conv2d(in_channels, hidden, 1)
+        self.relu = nn.ReLU(inplace=True)
+        self.final_layer = nn.Conv2d(hidden, num_keypoints, 1)
+        self.upsample = 1
+        init_head(self)  # heatmaps start near zero; the hidden layers get He init (no BN here to rescale them)
+        nn.init.kaiming_normal_(self.depthwise.weight, nonlinearity="relu")
+        nn.init.kaiming_normal_(self.pointwise.weight, nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.final_layer(self.relu(self.pointwise(self.depthwise(x))))
+
+
 class SymmetricIntegral(torch.autograd.Function):
     """mu = sum_x x p_x over a probability heatmap p [N,K,H,W] -> [N,K,2] (x, y), with the amplitude
     symmetric gradient of eq. 3 in backward: dL/dp_x = A (sgn(x - mu_x) g_x + sgn(y - mu_y) g_y), where

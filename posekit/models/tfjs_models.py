@@ -45,6 +45,8 @@ def to_batch(images: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
 class SinglePoseMoveNet:
     """MoveNet Thunder/Lightning on person crops: all crops of an image run as one batch."""
 
+    spec = "coco17"
+
     def __init__(self, name: str = "movenet-thunder", margin: float = 1.25) -> None:
         self.name = name
         self.module = load_module(name, (MOVENET_FEATURES, MOVENET_HEATMAPS))

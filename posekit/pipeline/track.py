@@ -8,9 +8,8 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -21,7 +20,7 @@ from posekit.api import PoseEstimator
 from posekit.data.specs import convert_keypoints, get_spec
 from posekit.fileio import atomic_path
 from posekit.pipeline.readers import IMAGE_EXTS, Frame, iter_frames, open_video, read_image
-from posekit.pipeline.stages import MultiPosePipeline, TopDownPipeline
+from posekit.pipeline.stages import FrameState
 from posekit.pipeline.stream import Stage, StageTimes, run_concurrent, run_sequential
 from posekit.pipeline.writers import VideoRender
 from posekit.structures import Poses
@@ -32,15 +31,14 @@ from posekit.viz.draw import draw_poses
 
 @dataclass
 class Item:
-    """A frame travelling through the stages."""
+    """A frame travelling through the stages, with what the pipeline's stages add (`FrameState`)."""
 
     frame: Frame
-    boxes: np.ndarray | None = None
-    box_scores: np.ndarray | None = None
-    crops: np.ndarray | None = None
-    mats: np.ndarray | None = None
-    poses: Poses | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    state: FrameState | None = None
+
+    @property
+    def poses(self) -> Poses | None:
+        return self.state.poses if self.state is not None else None
 
 
 def open_source(source: str, fps: float = 25.0) -> tuple[Iterator[Frame], int | None, float]:
@@ -91,50 +89,30 @@ def _iter_capture(spec: int | str) -> Iterator[Frame]:
 def build_stages(
     estimator: PoseEstimator, tracker: PoseTracker, smoother: PoseSmoother | None, embeddings: bool, pose_workers: int = 1
 ) -> list[Stage]:
-    """detect -> crop -> pose -> track for top-down models; pose -> track for single-stage ones.
-    `pose_workers` > 1 runs the pose stage on several frames at once (the tracker still sees them in order)."""
-    pipe = estimator.pipeline
+    """The pipeline's own stages (detect -> crop -> pose for top-down models, pose for whole-image ones),
+    then track. `pose_workers` > 1 runs the model stages on several frames at once (the tracker still sees
+    them in order)."""
 
-    def skip_bad(fn):
-        return lambda item: item if item.frame.image is None else fn(item)
+    def stage(fn):  # noqa: ANN001, ANN202
+        def run(item: Item) -> Item:
+            if item.frame.image is not None:
+                if item.state is None:
+                    item.state = FrameState(item.frame.image, extras={"timestamp_ms": item.frame.timestamp_ms})
+                fn(item.state)
+            return item
 
-    def track(item: Item) -> Item:
-        poses = item.poses.select(np.flatnonzero(item.poses.scores >= estimator.score_threshold))
+        return run
+
+    def track(state: FrameState) -> None:
+        poses = state.poses.select(np.flatnonzero(state.poses.scores >= estimator.score_threshold))
         poses = tracker.update(poses, poses.meta.get("embeddings"))
         if smoother is not None:
-            poses = smoother(poses, (item.frame.timestamp_ms or 0.0) / 1000.0)
-        item.poses = poses
-        return item
+            poses = smoother(poses, (state.extras.get("timestamp_ms") or 0.0) / 1000.0)
+        state.poses = poses
 
-    if isinstance(pipe, TopDownPipeline):
-
-        def detect(item: Item) -> Item:
-            item.boxes, item.box_scores = pipe.detect(item.frame.image)
-            return item
-
-        def crop(item: Item) -> Item:
-            item.crops, item.mats = pipe.pose.crop_inputs(item.frame.image, item.boxes)
-            return item
-
-        def pose(item: Item) -> Item:
-            item.poses = pipe.estimate(item.crops, item.mats, item.boxes, item.box_scores, embeddings)
-            item.crops = item.mats = None  # let the crops go before the frame reaches the writer
-            return item
-
-        stages = [
-            Stage("detect", skip_bad(detect), pose_workers),
-            Stage("crop", skip_bad(crop)),
-            Stage("pose", skip_bad(pose), pose_workers),
-        ]
-    else:
-        assert isinstance(pipe, MultiPosePipeline)
-
-        def pose(item: Item) -> Item:
-            item.poses = pipe(item.frame.image)
-            return item
-
-        stages = [Stage("pose", skip_bad(pose), pose_workers)]
-    return [*stages, Stage("track", skip_bad(track))]
+    steps = estimator.pipeline.steps(embeddings)
+    stages = [Stage(name, stage(fn), pose_workers if name in ("detect", "pose") else 1) for name, fn in steps]
+    return [*stages, Stage("track", stage(track))]
 
 
 class TrackWriter:

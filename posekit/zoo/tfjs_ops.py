@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -59,39 +60,59 @@ def _activation(name: str | None, alpha: Tensor | None) -> Callable[[Tensor], Te
     raise NotImplementedError(f"fused activation {name}")
 
 
+@dataclass(frozen=True)
+class ConvSpec:
+    """A TF convolution node prepared for torch: OIHW channels_last weight, optional bias, and how to run it."""
+
+    weight: Tensor
+    bias: Tensor | None
+    groups: int
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    kernel: tuple[int, int]
+    activation: Callable[[Tensor], Tensor]
+
+
+def conv_spec(node: GraphNode, const: ConstLookup, depthwise: bool) -> ConvSpec:
+    if node.attr.get("data_format", "NHWC") != "NHWC":
+        raise NotImplementedError(f"{node.name}: data_format {node.attr['data_format']}")
+    filt = const(1)
+    if filt is None:
+        raise NotImplementedError(f"{node.name}: filter is not a constant")
+    kh, kw, cin, cm = filt.shape
+    if depthwise:  # [kh, kw, C, M] -> [C*M, 1, kh, kw]; output channel c*M + m, as in TF
+        weight = filt.permute(2, 3, 0, 1).reshape(cin * cm, 1, kh, kw)
+        groups = cin
+    else:  # HWIO -> OIHW
+        weight = filt.permute(3, 2, 0, 1)
+        groups = 1
+    fused = node.attr.get("fused_ops", [])
+    bias = const(2) if fused and fused[0] == "BiasAdd" else None
+    if fused and fused[0] != "BiasAdd":
+        raise NotImplementedError(f"{node.name}: fused ops {fused}")
+    act = _activation(fused[1] if len(fused) > 1 else None, const(3) if len(fused) > 1 else None)
+    return ConvSpec(weight.contiguous(memory_format=torch.channels_last), bias, groups, tuple(node.attr["strides"][1:3]),
+                    tuple((node.attr.get("dilations") or [1, 1, 1, 1])[1:3]), (kh, kw), act)  # fmt: skip
+
+
+def run_conv(node: GraphNode, spec: ConvSpec, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """The convolution of `node` on NHWC `x` with the given (possibly trainable) weight and bias."""
+    top, bottom, left, right = _spatial_padding(node, x, *spec.kernel)
+    if top or bottom or left or right:
+        x = F.pad(x, (0, 0, left, right, top, bottom))
+    y = F.conv2d(x.permute(0, 3, 1, 2), weight, bias, spec.stride, 0, spec.dilation, spec.groups)
+    return spec.activation(y.permute(0, 2, 3, 1))
+
+
 def _conv_builder(depthwise: bool) -> Builder:
     def build(node: GraphNode, const: ConstLookup) -> Callable[..., Tensor]:
-        if node.attr.get("data_format", "NHWC") != "NHWC":
-            raise NotImplementedError(f"{node.name}: data_format {node.attr['data_format']}")
-        filt = const(1)
-        if filt is None:
-            raise NotImplementedError(f"{node.name}: filter is not a constant")
-        kh, kw, cin, cm = filt.shape
-        if depthwise:  # [kh, kw, C, M] -> [C*M, 1, kh, kw]; output channel c*M + m, as in TF
-            weight = filt.permute(2, 3, 0, 1).reshape(cin * cm, 1, kh, kw)
-            groups = cin
-        else:  # HWIO -> OIHW
-            weight = filt.permute(3, 2, 0, 1)
-            groups = 1
-        weight = weight.contiguous(memory_format=torch.channels_last)
-        fused = node.attr.get("fused_ops", [])
-        bias = const(2) if fused and fused[0] == "BiasAdd" else None
-        if fused and fused[0] != "BiasAdd":
-            raise NotImplementedError(f"{node.name}: fused ops {fused}")
-        act = _activation(fused[1] if len(fused) > 1 else None, const(3) if len(fused) > 1 else None)
-        stride = tuple(node.attr["strides"][1:3])
-        dilation = tuple((node.attr.get("dilations") or [1, 1, 1, 1])[1:3])
-
-        def run(x: Tensor, *_: Tensor) -> Tensor:
-            top, bottom, left, right = _spatial_padding(node, x, kh, kw)
-            if top or bottom or left or right:
-                x = F.pad(x, (0, 0, left, right, top, bottom))
-            y = F.conv2d(x.permute(0, 3, 1, 2), weight, bias, stride, 0, dilation, groups)
-            return act(y.permute(0, 2, 3, 1))
-
-        return run
+        spec = conv_spec(node, const, depthwise)
+        return lambda x, *_: run_conv(node, spec, x, spec.weight, spec.bias)
 
     return build
+
+
+CONV_OPS = {"Conv2D": False, "_FusedConv2D": False, "DepthwiseConv2dNative": True, "FusedDepthwiseConv2dNative": True}  # op -> depthwise
 
 
 def _max_pool(node: GraphNode, const: ConstLookup) -> Callable[[Tensor], Tensor]:

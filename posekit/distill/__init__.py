@@ -1,0 +1,1 @@
+"""Distillation: frozen teachers (`teachers.py`) and their on-disk cache (`cache.py`)."""

@@ -1,0 +1,76 @@
+"""A disk cache of teacher outputs: one .npz per (image content, boxes, teacher id), written atomically,
+so a teacher pass killed half-way resumes where it stopped. Every entry carries the sha256 of its arrays;
+an entry that fails the check (truncated, edited, from another teacher) is recomputed, never used."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from posekit.distill.teachers import Teacher, TeacherOutput
+from posekit.fileio import atomic_path
+
+FIELDS = ("keypoints", "keypoints_crop", "scores", "heatmaps", "crop_matrices", "heatmap_matrix")
+
+
+def _digest(arrays: dict[str, np.ndarray], teacher_id: str) -> str:
+    h = hashlib.sha256(teacher_id.encode())
+    for name in FIELDS:
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+class TeacherCache:
+    def __init__(self, root: str | Path, teacher: Teacher) -> None:
+        self.teacher = teacher
+        self.root = Path(root) / re.sub(r"[^A-Za-z0-9._-]", "_", teacher.teacher_id)
+        self.hits = self.misses = self.rejected = 0
+
+    def key(self, image: np.ndarray, boxes: np.ndarray) -> str:
+        h = hashlib.sha256(self.teacher.teacher_id.encode())
+        h.update(str(image.shape).encode())
+        h.update(np.ascontiguousarray(image).tobytes())
+        h.update(np.ascontiguousarray(np.asarray(boxes, np.float32).reshape(-1, 4)).tobytes())
+        return h.hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.npz"
+
+    def load(self, key: str) -> TeacherOutput | None:
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {name: f[name] for name in FIELDS}
+                stored, spec = str(f["digest"]), str(f["spec"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            self.rejected += 1
+            return None
+        if stored != _digest(arrays, self.teacher.teacher_id):
+            self.rejected += 1
+            return None
+        return TeacherOutput(**arrays, spec=spec)
+
+    def save(self, key: str, out: TeacherOutput) -> None:
+        arrays = {name: getattr(out, name) for name in FIELDS}
+        with atomic_path(self.path(key)) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays, digest=np.array(_digest(arrays, self.teacher.teacher_id)), spec=np.array(out.spec))
+
+    def __call__(self, image: np.ndarray, boxes: np.ndarray) -> TeacherOutput:
+        """The teacher's output for (image, boxes), from the cache when a checked entry exists."""
+        key = self.key(image, boxes)
+        cached = self.load(key)
+        if cached is not None:
+            self.hits += 1
+            return cached
+        self.misses += 1
+        out = self.teacher(image, boxes)
+        self.save(key, out)
+        return out

@@ -1,0 +1,130 @@
+"""One way to load any model: `load_model(name_or_checkpoint)` -> a pipeline (`pipeline/stages.py`).
+
+Names are the pipelines built on the imported TF.js graphs (`PIPELINES`); anything else is taken as a
+checkpoint trained here (`checkpoint.pt` or its training folder). A top-down checkpoint runs on the
+CenterNet person detector's boxes; a whole-image checkpoint runs alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from posekit.errors import UnknownModelError
+
+# name -> (description, weights it needs)
+PIPELINES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "topdown-thunder": ("CenterNet persons + MoveNet Thunder on 256x256 crops (default, most accurate)", ("centernet", "movenet-thunder")),
+    "topdown-lightning": ("CenterNet persons + MoveNet Lightning on 192x192 crops (faster)", ("centernet", "movenet-lightning")),
+    "movenet-multipose": ("MoveNet MultiPose single-stage, up to 6 persons (fastest)", ("movenet-multipose",)),
+}
+DEFAULT_MODEL = "topdown-thunder"
+
+
+class CheckpointCropModel:
+    """A trained top-down `PoseModel` as a `CropPoseModel`: crops exactly as validation crops them."""
+
+    def __init__(self, model: Any, margin: float = 1.25) -> None:
+        self.model, self.margin, self.spec = model, margin, model.spec.name
+
+    def crop_inputs(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from posekit.data.topdown import crop_persons
+
+        return crop_persons(image, boxes, self.model.input_size, self.margin)
+
+    def forward_crops(self, crops: np.ndarray, mats: np.ndarray, with_embeddings: bool = False) -> tuple[np.ndarray, np.ndarray, None]:
+        from posekit.models.base import image_points
+
+        k = self.model.spec.num_keypoints
+        if len(crops) == 0:
+            return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32), None
+        xy, scores = self.model.predict_crops(torch.from_numpy(crops))
+        return image_points(mats, xy), scores.astype(np.float32), None
+
+
+class CheckpointImageModel:
+    """A trained whole-image `PoseModel` as an `ImagePoseModel`: the image fitted into its square input."""
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.spec = model, model.spec.name
+
+    def __call__(self, image: np.ndarray):  # noqa: ANN204
+        import cv2
+
+        from posekit.data.transforms import normalise
+        from posekit.data.wholeimage import fit_matrix
+
+        size = self.model.input_size[0]
+        mat = fit_matrix(image.shape[:2], size)
+        canvas = cv2.warpAffine(image, mat, (size, size), flags=cv2.INTER_LINEAR)
+        batch = {"image": torch.from_numpy(normalise(canvas))[None], "matrix": torch.from_numpy(mat.astype(np.float32))[None],
+                 "index": torch.zeros(1, dtype=torch.long)}  # fmt: skip
+        return self.model.predict(batch)[0]
+
+
+def is_top_down(name: str | Path) -> bool:
+    """Whether a model name or checkpoint runs on person boxes (detector -> crops) rather than whole images."""
+    if str(name) in PIPELINES:
+        return str(name) != "movenet-multipose"
+    if not Path(name).exists():
+        raise UnknownModelError(f"unknown model {str(name)!r}: neither a model name ({', '.join(PIPELINES)}) nor a checkpoint path")
+    from posekit.models import FAMILIES
+    from posekit.zoo.checkpoints import CheckpointError, read_checkpoint
+
+    family = read_checkpoint(name)["family"]
+    if family not in FAMILIES:
+        raise CheckpointError(f"{name}: model family {family!r} is not known to this posekit ({', '.join(FAMILIES)})")
+    return FAMILIES[family].input_kind == "crops"
+
+
+def _check_options(options: dict[str, Any], known: set[str], what: str) -> None:
+    if set(options) - known:
+        raise TypeError(f"unexpected options for {what}: {sorted(set(options) - known)}; known: {sorted(known)}")
+
+
+def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None = None, auto_fetch: bool = True, **options: Any) -> Any:
+    """A ready pipeline for a model name (`PIPELINES`) or a checkpoint path. Options: `TopDownOptions`
+    fields for top-down models (`det_threshold`, ...), `longest_side` for movenet-multipose. Unknown options
+    are refused before any weights are fetched or built."""
+    from posekit.pipeline.stages import ImagePipeline, MultiPoseModel, TopDownOptions, TopDownPipeline
+    from posekit.zoo.fetch import fetch
+
+    topdown_opts = {f.name for f in fields(TopDownOptions)}
+    name_str = str(name)
+    if name_str in PIPELINES:
+        multipose = name_str == "movenet-multipose"
+        _check_options(options, {"longest_side"} if multipose else topdown_opts, name_str)
+        if auto_fetch:
+            fetch(PIPELINES[name_str][1])  # a no-op when cached and verified
+        if multipose:
+            return ImagePipeline(MultiPoseModel(options.get("longest_side", 256)), 0.1 if score_threshold is None else score_threshold)
+        from posekit.models.tfjs_models import CenterNetDetector, SinglePoseMoveNet
+
+        opts = TopDownOptions(**options)
+        return TopDownPipeline(SinglePoseMoveNet("movenet-" + name_str.split("-")[1], margin=opts.margin), CenterNetDetector(), opts)
+    path = Path(name_str)
+    if not path.exists():
+        raise UnknownModelError(f"unknown model {name_str!r}: neither a model name ({', '.join(PIPELINES)}) nor a checkpoint path")
+    from posekit.models.graph_trunks import TRUNKS
+    from posekit.zoo.checkpoints import model_from_checkpoint, read_checkpoint
+
+    state = read_checkpoint(path)
+    backbone = (state["config"].get("model") or {}).get("backbone")
+    if state["family"] == "topdown":
+        _check_options(options, topdown_opts, f"checkpoint {path}")
+    else:
+        _check_options(options, set(), f"checkpoint {path}")
+    needed = ([TRUNKS[backbone].graph] if backbone in TRUNKS else []) + (["centernet"] if state["family"] == "topdown" else [])
+    if auto_fetch and needed:
+        fetch(needed)
+    model = model_from_checkpoint(path)
+    if model.input_kind == "crops":
+        from posekit.models.tfjs_models import CenterNetDetector
+
+        opts = TopDownOptions(**options)
+        return TopDownPipeline(CheckpointCropModel(model, opts.margin), CenterNetDetector(), opts)
+    return ImagePipeline(CheckpointImageModel(model), 0.1 if score_threshold is None else score_threshold)
