@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 
 from posekit.bench import machine
+from posekit.data.specs import get_spec
 from posekit.engine.config import load_config
-from posekit.models.topdown import TopDownModel
+from posekit.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +28,7 @@ def step_time(model: torch.nn.Module, x: torch.Tensor, bf16: bool, steps: int) -
     def one() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out = model(x)
-            loss = (out[0] if isinstance(out, tuple) else out).float().square().mean()
+            loss = sum(o.float().square().mean() for o in (out if isinstance(out, tuple) else (out,)))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -50,13 +51,13 @@ def main() -> None:
     for path in args.configs:
         cfg = load_config(path)
         m = cfg.model
-        model = TopDownModel(m.backbone, m.head, 17, m.integral, m.head_channels).train()
+        model = build_model(m, get_spec("coco17"), cfg.data.input_size).train()
         w, h = cfg.data.input_size
         x = torch.randn(args.batch, 3, h, w)
         for bf16 in (False,) if args.no_bf16 else (False, True):
             seconds = step_time(model, x, bf16, args.steps)
-            print(json.dumps({"name": "train_step_throughput", "config": {"file": path.name, "backbone": m.backbone, "head": m.head,
-                              "integral": m.integral, "input": [w, h], "batch": args.batch, "dtype": "bf16-autocast" if bf16 else "fp32"},
+            print(json.dumps({"name": "train_step_throughput", "config": {"file": path.name, "family": m.family, "backbone": m.backbone,
+                              "head": getattr(m, "head", None), "integral": getattr(m, "integral", False), "input": [w, h], "batch": args.batch, "dtype": "bf16-autocast" if bf16 else "fp32"},
                               "value": round(args.batch / seconds, 2), "unit": "samples/s", "n": args.steps * args.batch, "machine": machine()}), flush=True)  # fmt: skip
 
 

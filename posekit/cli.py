@@ -126,8 +126,10 @@ def _eval(args: argparse.Namespace) -> int:
         from posekit.pipeline.predict import run_predict
 
         dataset = DATASET_OF_SPEC.get(args.spec, "coco") if args.spec else detect_dataset(args.gt)
+        if dataset == "lsp":
+            return _eval_lsp_model(args)
         if dataset not in ("coco", "crowdpose") or args.gt.suffix != ".json":
-            raise PosekitError(f"--model runs on COCO-format ground truth (coco, crowdpose); this is {dataset}")
+            raise PosekitError(f"--model runs on COCO-format (coco, crowdpose) or LSP ground truth; this is {dataset}")
         out = Path(args.out_dir)
         gt = json.loads(args.gt.read_text())
         files = [str(args.images / img["file_name"]) for img in gt["images"]]  # only the annotated images
@@ -145,6 +147,28 @@ def _eval(args: argparse.Namespace) -> int:
         atomic_write_json(args.out, {"dataset": dataset, "gt": str(args.gt), "stats": stats}, indent=1)
         print(f"stats written to {args.out}")
     return 0
+
+
+def _eval_lsp_model(args: argparse.Namespace) -> int:
+    """LSP / LSP-Extended: the model on each image's annotated person box (PCK protocol), --range to pick images."""
+    from posekit.api import PoseEstimator
+    from posekit.data.datasets import read_lsp
+    from posekit.evaluation.on_samples import evaluate_on_gt_boxes
+    from posekit.evaluation.run import format_table
+    from posekit.fileio import atomic_write_json
+
+    samples = read_lsp(args.gt, args.images)
+    if args.range:
+        samples = samples[slice(*args.range)]
+    if not samples:
+        raise PosekitError(f"--range {args.range}: no images of {args.gt} in that range")
+    stats, failed = evaluate_on_gt_boxes(PoseEstimator(args.model), samples, args.quiet)
+    stats = {k.split("/", 1)[1]: v for k, v in stats.items()}
+    print(format_table("lsp", stats))
+    if args.out:
+        atomic_write_json(args.out, {"dataset": "lsp", "gt": str(args.gt), "range": args.range, "model": args.model, "stats": stats}, indent=1)
+        print(f"stats written to {args.out}")
+    return 1 if failed else 0
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -241,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--spec", choices=sorted(SPECS), help="keypoint spec of GT and results (default: detected from the GT)")
     ev.add_argument("--model", metavar="NAME|CHECKPOINT", help="run this model (a name or a checkpoint) on --images first, then score it")
     ev.add_argument("--images", type=Path, help="with --model: the folder of images the GT annotates")
+    ev.add_argument("--range", type=int, nargs=2, metavar=("START", "STOP"),
+                    help="with --model on LSP: only images START..STOP-1 (e.g. 9000 10000, the held-out LSP-Extended part)")  # fmt: skip
     ev.add_argument("--out-dir", default="outputs/eval", help="with --model: where its predictions go (default outputs/eval)")
     ev.add_argument("--out", type=Path, help="write the stats as JSON here")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -47,21 +47,33 @@ def test_trunk_weights_are_parameters_and_fine_tune(coco_mini: Path, weights) ->
     params = dict(trunk.named_parameters())
     assert len(params) > 100 and all(p.requires_grad for p in params.values())
     assert sum(p.numel() for p in params.values()) == sum(v.numel() for v in trunk.state_dict().values())
-    # A non-nominal size works (the FPN's constant-size resizes keep their ratio).
+    # A non-nominal size (192) works: the FPN's constant-size resizes keep their ratio.
     image = read_image(coco_mini / "train2017" / IMAGES[0])
     x = torch.from_numpy(np.stack([normalise(stretch(image, 192, 192)[0]), normalise(stretch(image[:, ::-1], 192, 192)[0])]))
+    target = torch.zeros(2, 1, 48, 48)  # a different blob per input: the output must depend on the image
+    target[0, :, 10:20, 8:18] = 1.0
+    target[1, :, 26:36, 30:40] = 1.0
+    trivial = target.square().mean().item()  # the loss of predicting zeros everywhere
+    torch.manual_seed(1)
     head = torch.nn.Conv2d(trunk.out_channels, 1, 1)
-    target = torch.zeros(2, 1, 48, 48)
-    target[:, :, 20:28, 20:28] = 1.0
-    opt = torch.optim.Adam([*trunk.parameters(), *head.parameters()], lr=1e-3)
-    losses = []
-    for _ in range(8):
+
+    # The gradient is the true one: a small step against it lowers the loss by eta * |g|^2 (first order).
+    loss = ((head(trunk(x)) - target) ** 2).mean()
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in params.values())  # down to the first conv
+    g2 = sum((p.grad**2).sum() for p in params.values()).item()
+    eta = 1e-3 * loss.item() / g2
+    with torch.no_grad():
+        for p in params.values():
+            p -= eta * p.grad
+        stepped = ((head(trunk(x)) - target) ** 2).mean().item()
+    assert stepped - (loss.item() - eta * g2) == pytest.approx(0, abs=0.05 * eta * g2)
+
+    # Fine-tuning (trunk slower than the head, as the configs do) fits the targets.
+    opt = torch.optim.Adam([{"params": trunk.parameters(), "lr": 1e-4}, {"params": head.parameters(), "lr": 1e-2}])
+    for _ in range(15):
         loss = ((head(trunk(x)) - target) ** 2).mean()
         opt.zero_grad()
         loss.backward()
-        if not losses:
-            stem = params["weights.model__Conv1_relu__Relu6__weight"]
-            assert stem.grad is not None and stem.grad.abs().sum() > 0  # gradients reach the first conv
         opt.step()
-        losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0], losses
+    assert loss.item() < 0.5 * trivial, (loss.item(), trivial)  # measured: 0.011 vs 0.043

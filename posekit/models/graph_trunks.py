@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from posekit.data.transforms import MEAN, STD
-from posekit.zoo.graph_module import _node_of, _source
+from posekit.zoo.graph_module import _source, needed_nodes, store_output
 from posekit.zoo.registry import graph_entry
 from posekit.zoo.store import load_graph
 from posekit.zoo.tfjs_ops import CONV_OPS, OPS, conv_spec, run_conv
@@ -75,7 +75,7 @@ class GraphTrunk(nn.Module):
         self.spec = spec
         self.feature_nodes = [node for _, node in spec.features]
         self.feature_strides = [s for s, _ in spec.features]
-        needed = self._needed(by_name, self.feature_nodes, spec.entry)
+        needed = needed_nodes(by_name, self.feature_nodes, spec.entry)
         consts = {n.name: torch.from_numpy(graph.consts[n.name].copy()) for n in graph.nodes if n.op == "Const" and n.name in needed}
         self._consts = consts
         self.weights = nn.ParameterDict()
@@ -106,19 +106,6 @@ class GraphTrunk(nn.Module):
         self.stride = self.feature_strides[0]
         self.size_divisor = max(self.feature_strides)
 
-    @staticmethod
-    def _needed(by_name: dict, outputs: list[str], entry: str) -> set[str]:
-        needed: set[str] = set()
-        stack = [_node_of(o) for o in outputs]
-        while stack:
-            name = stack.pop()
-            if name in needed:
-                continue
-            needed.add(name)
-            if name != entry:
-                stack.extend(_node_of(i) for i in by_name[name].inputs if not i.startswith("^"))
-        return needed
-
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps [N,C_i,H/s_i,W/s_i] (channels_last views) at `feature_strides`."""
         rgb = (x * self.std + self.mean).permute(0, 2, 3, 1)  # NHWC 0..255, as the graph takes it
@@ -136,13 +123,7 @@ class GraphTrunk(nn.Module):
                     ratio["y"], ratio["x"] = out.shape[1] / x.shape[1], out.shape[2] / x.shape[2]
                 env[name] = fn(x, torch.tensor([round(x.shape[1] * ratio["y"]), round(x.shape[2] * ratio["x"])]))
             else:
-                out = step[1](*[env[r] for r in refs])
-                if isinstance(out, (tuple, list)):
-                    env[name] = out[0]
-                    for k in range(1, len(out)):
-                        env[f"{name}:{k}"] = out[k]
-                else:
-                    env[name] = out
+                store_output(env, name, step[1](*[env[r] for r in refs]))
         return [env[n].permute(0, 3, 1, 2) for n in self.feature_nodes]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

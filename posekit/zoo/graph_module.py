@@ -33,6 +33,30 @@ class UnsupportedOpError(NotImplementedError):
     pass
 
 
+def needed_nodes(by_name: dict[str, GraphNode], outputs: Sequence[str], stop: str | None = None) -> set[str]:
+    """Names of the nodes `outputs` depend on (themselves included); the walk does not go past `stop`."""
+    needed: set[str] = set()
+    stack = [_node_of(o) for o in outputs]
+    while stack:
+        name = stack.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        if name != stop:
+            stack.extend(_node_of(i) for i in by_name[name].inputs if not i.startswith("^"))
+    return needed
+
+
+def store_output(env: dict[str, Any], name: str, out: Any) -> None:
+    """An op's result into the environment: a tuple's k-th item is 'name:k' (the first is 'name')."""
+    if isinstance(out, (tuple, list)):
+        env[name] = out[0]
+        for k in range(1, len(out)):
+            env[f"{name}:{k}"] = out[k]
+    else:
+        env[name] = out
+
+
 class TfjsGraphModule(nn.Module):
     """A TF.js graph executed with torch ops. `forward(*inputs)` returns the outputs (a tuple if several)."""
 
@@ -41,7 +65,7 @@ class TfjsGraphModule(nn.Module):
         self.input_names = list(graph.inputs)
         self.output_names = [_source(o) for o in (outputs or graph.outputs)]
         by_name = {n.name: n for n in graph.nodes}
-        needed = self._needed_nodes(by_name, self.output_names)
+        needed = needed_nodes(by_name, self.output_names)
         unsupported = sorted({n.op for n in graph.nodes if n.name in needed and n.op not in OPS and n.op not in ("Const", "Placeholder")})
         if unsupported:
             raise UnsupportedOpError(f"graph uses ops the importer does not implement: {unsupported}")
@@ -92,18 +116,6 @@ class TfjsGraphModule(nn.Module):
                 drops.setdefault(name, []).append(r)
         return drops
 
-    @staticmethod
-    def _needed_nodes(by_name: dict[str, GraphNode], outputs: Sequence[str]) -> set[str]:
-        needed: set[str] = set()
-        stack = [_node_of(o) for o in outputs]
-        while stack:
-            name = stack.pop()
-            if name in needed:
-                continue
-            needed.add(name)
-            stack.extend(_node_of(i) for i in by_name[name].inputs if not i.startswith("^"))
-        return needed
-
     def _const_lookup(self, refs: list[str]) -> Callable[[int], torch.Tensor | None]:
         return lambda i: self._consts.get(refs[i]) if i < len(refs) else None
 
@@ -121,13 +133,7 @@ class TfjsGraphModule(nn.Module):
         for name, fn, refs in self._steps:
             if name in skip or (only is not None and name not in only):
                 continue
-            out = fn(*[env[r] for r in refs])
-            if isinstance(out, (tuple, list)):
-                env[name] = out[0]
-                for k in range(1, len(out)):
-                    env[f"{name}:{k}"] = out[k]
-            else:
-                env[name] = out
+            store_output(env, name, fn(*[env[r] for r in refs]))
             for r in self._drop_after.get(name, ()):
                 env.pop(r, None)
 
