@@ -90,12 +90,16 @@ class Poses:
         return out
 
     def to_openpose(self) -> dict[str, Any]:
-        """OpenPose-style JSON in the 18-point COCO layout (neck = shoulder midpoint), as AlphaPose writes it."""
-        if self.spec != "coco17":
-            raise ValueError(f"OpenPose output needs coco17 keypoints, not {self.spec}")
+        """OpenPose-style JSON in the 18-point COCO layout (neck = shoulder midpoint), as AlphaPose writes it;
+        other specs are converted to COCO-17 by joint name first."""
+        keypoints, keypoint_scores = self.keypoints, self.keypoint_scores
+        if self.spec != "coco17":  # by joint name; joints the spec lacks get score 0
+            from posekit.data.specs import convert_keypoints
+
+            keypoints, keypoint_scores = convert_keypoints(keypoints, keypoint_scores, self.spec, "coco17")
         people = []
         for i in range(len(self)):
-            xy, s = self.keypoints[i], self.keypoint_scores[i]
+            xy, s = keypoints[i], keypoint_scores[i]
             neck_xy, neck_s = (xy[5] + xy[6]) / 2, min(s[5], s[6])
             pts = [(xy[j], s[j]) if j >= 0 else (neck_xy, neck_s) for j in OPENPOSE18_FROM_COCO17]
             flat = [round(float(v), 3) for p, c in pts for v in (p[0], p[1], c)]

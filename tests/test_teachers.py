@@ -87,3 +87,27 @@ def test_teacher_cache_reuses_checks_and_recomputes(thunder: MoveNetTeacher, coc
     np.testing.assert_array_equal(out.keypoints, first.keypoints)
     other_boxes = boxes + 3.0
     assert cache.key(image, other_boxes) != cache.key(image, boxes)
+
+
+def test_checkpoint_teacher_heatmaps_and_keypoints_agree(coco_mini: Path, tmp_path: Path) -> None:
+    from posekit.distill.teachers import load_teacher
+    from posekit.engine.config import load_config
+    from posekit.engine.trainer import Trainer
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / "configs" / "overfit_coco_mini.yaml", {"data.input_size": [64, 96], "model.head_channels": 16,
+                                                                   "model.flip_test": True, "train.batch_size": 4, "train.steps": 30})  # fmt: skip
+    Trainer(cfg, tmp_path, quiet=True).train()
+    teacher = load_teacher(tmp_path / "checkpoint.pt")
+    image, boxes = _persons(coco_mini, 1)[0]
+    out = teacher(image, boxes)
+    n = len(boxes)
+    assert out.heatmaps.shape == (n, 17, 24, 16) and out.keypoints.shape == (n, 17, 2) and teacher.teacher_id.startswith("ckpt-")
+    # the heatmaps' peaks, mapped to crop pixels, are the decoded keypoints (DARK's sub-pixel step on this
+    # briefly trained model's broad maps: measured up to 1.2 heatmap px)
+    flat = out.heatmaps.reshape(n, 17, -1).argmax(-1)
+    peaks = np.stack([flat % 16, flat // 16], -1).astype(np.float64)
+    in_crop = peaks @ out.heatmap_matrix[:, :2].T + out.heatmap_matrix[:, 2]
+    step = out.heatmap_matrix[0, 0]
+    assert np.abs(in_crop - out.keypoints_crop).max() <= 1.5 * step
+    np.testing.assert_allclose(out.scores, np.clip(out.heatmaps.reshape(n, 17, -1).max(-1), 0, 1), atol=0.05)

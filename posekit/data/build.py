@@ -9,14 +9,9 @@ from torch.utils.data import Dataset
 
 from posekit.data.datasets import Sample, match_detected_boxes, read_coco, read_detections, read_lsp, with_detected_boxes
 from posekit.data.mosaic import MosaicSource
+from posekit.data.paths import resolve
 from posekit.data.topdown import TopDownDataset
 from posekit.data.wholeimage import BottomUpAugment, WholeImageDataset
-
-
-def _resolve(path: str):  # noqa: ANN202
-    from posekit.engine.config import resolve
-
-    return resolve(path)
 
 
 def read_splits(cfg: Any) -> tuple[list[Sample], list[Sample], list[Sample]]:
@@ -24,23 +19,23 @@ def read_splits(cfg: Any) -> tuple[list[Sample], list[Sample], list[Sample]]:
     samples to run on hold the detector's boxes; the ground truth stays the annotations."""
     d = cfg.data
     read = read_lsp if d.format == "lsp" else read_coco
-    samples = read(_resolve(d.ann), _resolve(d.images) if d.images else None)
+    samples = read(resolve(d.ann), resolve(d.images) if d.images else None)
     train = samples[slice(*d.train_range)] if d.train_range else samples
     for extra in d.extra_train:
-        extra_samples = read_coco(_resolve(extra.ann), _resolve(extra.images) if extra.images else None)
+        extra_samples = read_coco(resolve(extra.ann), resolve(extra.images) if extra.images else None)
         if extra_samples and extra_samples[0].spec != samples[0].spec:
             raise ValueError(f"data.extra_train {extra.ann}: spec {extra_samples[0].spec}, but data.ann is {samples[0].spec}")
         train = train + extra_samples
     if d.val_ann:
-        val = read(_resolve(d.val_ann), _resolve(d.val_images) if d.val_images else None)
+        val = read(resolve(d.val_ann), resolve(d.val_images) if d.val_images else None)
     else:
         val = samples[slice(*d.val_range)] if d.val_range else samples
     if (d.val_det_file or d.train_det_file) and d.format == "lsp":
         raise ValueError("data.*_det_file: LSP has one person per image and no image ids a detector file could name")
     if d.train_det_file:
-        train = match_detected_boxes(train, read_detections(_resolve(d.train_det_file), d.det_score_threshold))
+        train = match_detected_boxes(train, read_detections(resolve(d.train_det_file), d.det_score_threshold))
     if d.val_det_file:
-        return train, with_detected_boxes(val, read_detections(_resolve(d.val_det_file), d.det_score_threshold)), val
+        return train, with_detected_boxes(val, read_detections(resolve(d.val_det_file), d.det_score_threshold)), val
     return train, val, val
 
 
@@ -56,7 +51,7 @@ def build_datasets(cfg: Any, model: Any, train: list[Sample], val: list[Sample])
     mosaic = None
     if d.mosaic.ann:
         m = d.mosaic
-        lsp = read_lsp(_resolve(m.ann), _resolve(m.images) if m.images else None)
+        lsp = read_lsp(resolve(m.ann), resolve(m.images) if m.images else None)
         mosaic = MosaicSource(lsp[slice(*m.range)] if m.range else lsp, model.spec.name, m.grids, m.scale)
     spec = model.spec.name
     return (WholeImageDataset(train, model.codec, size[0], True, spec, BottomUpAugment(), seed, mosaic, d.mosaic.count),

@@ -117,8 +117,9 @@ class MoveNetTeacher:
 
 
 class CheckpointTeacher:
-    """A top-down checkpoint trained here: its heatmaps (sigmoid of the integral head's logits for integral
-    models) and its decoded keypoints, on the crops its validation uses."""
+    """A top-down checkpoint trained here: its heatmaps (`TopDownModel.crop_heatmaps`: flip-averaged when
+    the model's flip test is on; sigmoid maps for integral models) and its decoded keypoints, on the crops
+    its validation uses."""
 
     def __init__(self, path: str | Path, margin: float = 1.25) -> None:
         from posekit.zoo.checkpoints import CheckpointError, model_from_checkpoint
@@ -142,8 +143,7 @@ class CheckpointTeacher:
         if len(crops) == 0:
             z = np.zeros((0, k, 2), np.float32)
             return TeacherOutput(z, z, np.zeros((0, k), np.float32), np.zeros((0, k, h, w), np.float32), mats, self.heatmap_matrix, self.spec)
-        out = self.model(x)
-        heatmaps = torch.sigmoid(out[2]) if self.model.integral else out.clamp(0, 1)
+        heatmaps = self.model.crop_heatmaps(x).clamp(0, 1)
         xy, scores = self.model.predict_crops(x)
         return TeacherOutput(image_points(mats, xy), xy.astype(np.float32), np.clip(scores, 0, 1).astype(np.float32),
                              heatmaps.float().numpy(), mats, self.heatmap_matrix, self.spec)  # fmt: skip

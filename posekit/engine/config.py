@@ -4,7 +4,6 @@ one-line `ConfigError` naming the key."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -195,6 +194,3 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
     return build_config(raw, str(path))
 
 
-def resolve(path: str) -> Path:
-    data = os.environ.get("POSEKIT_TEST_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
-    return Path(path.replace("{data}", data))

@@ -66,21 +66,30 @@ class TopDownModel(PoseModel):
         return {"heatmap_mse": (((out - batch["heatmaps"]) ** 2).mean((2, 3)) * w).mean()}
 
     @torch.inference_mode()
+    def crop_heatmaps(self, images: torch.Tensor) -> torch.Tensor:
+        """Heatmaps [N,K,h,w] of crops, averaged with the mirrored crop's when the flip test is on (integral
+        models: the sigmoid confidence maps). What `predict_crops` decodes and what teachers hand out."""
+        def maps(x: torch.Tensor) -> torch.Tensor:
+            out = self(x)
+            return torch.sigmoid(out[2]) if self.integral else out
+
+        hm = maps(images)
+        if self.cfg.flip_test:
+            hm = (hm + flip_heatmaps(maps(images.flip(-1)), self.spec.flip_pairs)) / 2
+        return hm
+
+    @torch.inference_mode()
     def predict_crops(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints [N,K,2] in input (crop) pixels and scores [N,K], with the flip test if configured."""
-        out = self(images)
-        if self.integral:
-            coords, conf, _ = out
-            if self.cfg.flip_test:
-                fc, fconf, _ = self(images.flip(-1))
-                fc, fconf = fc[:, self.flip_perm], fconf[:, self.flip_perm]  # indexing copies
-                fc[..., 0] = self.codec.heatmap_size[0] - 1 - fc[..., 0]
-                coords, conf = (coords + fc) / 2, (conf + fconf) / 2
-            return self.codec.decode_integral(coords.float().numpy()), conf.float().numpy()
-        hm = out
+        if not self.integral:
+            return self.codec.decode(self.crop_heatmaps(images).float().numpy(), "dark")
+        coords, conf, _ = self(images)
         if self.cfg.flip_test:
-            hm = (hm + flip_heatmaps(self(images.flip(-1)), self.spec.flip_pairs)) / 2
-        return self.codec.decode(hm.float().numpy(), "dark")
+            fc, fconf, _ = self(images.flip(-1))
+            fc, fconf = fc[:, self.flip_perm], fconf[:, self.flip_perm]  # indexing copies
+            fc[..., 0] = self.codec.heatmap_size[0] - 1 - fc[..., 0]
+            coords, conf = (coords + fc) / 2, (conf + fconf) / 2
+        return self.codec.decode_integral(coords.float().numpy()), conf.float().numpy()
 
     def predict(self, batch: dict[str, torch.Tensor]) -> list[Poses]:
         """One person per crop, in image pixels; person score = box score x mean keypoint score above 0.2."""
