@@ -70,6 +70,18 @@ def test_openpose_layout_has_neck_between_shoulders() -> None:
     assert len(OPENPOSE18_FROM_COCO17) == 18
 
 
+def test_openpose_from_another_spec_converts_by_joint_name() -> None:
+    from posekit.data.specs import get_spec
+
+    names = get_spec("lsp14").keypoints
+    kp = np.arange(28, dtype=np.float32).reshape(1, 14, 2)
+    p = Poses(kp, np.full((1, 14), 0.7), np.array([[0, 0, 1, 1]]), np.array([0.9]), "lsp14")
+    flat = np.array(p.to_openpose()["people"][0]["pose_keypoints_2d"]).reshape(18, 3)
+    np.testing.assert_allclose(flat[2, :2], kp[0, names.index("right_shoulder")])
+    np.testing.assert_allclose(flat[13, :2], kp[0, names.index("left_ankle")])
+    assert flat[0, 2] == 0 and flat[14:, 2].max() == 0  # LSP has no nose, eyes or ears
+
+
 @pytest.mark.data
 def test_ground_truth_written_as_results_scores_ap_one(coco_mini: Path) -> None:
     gt = json.loads((coco_mini / "annotations" / "person_keypoints_train2017.json").read_text())
