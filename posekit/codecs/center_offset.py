@@ -6,7 +6,7 @@ Coordinates: input pixel centres at integers; heatmap pixel i covers input pixel
 input x <-> heatmap (x + 0.5) / s - 0.5.
 
 Targets (`encode`, one image): "center_heatmap" [1,h,w] and "keypoint_heatmaps" [K,h,w] (Gaussians,
-sigma 2 heatmap pixels, max over persons), "heatmap_weights" [K+1,h,w] (0 inside crowd / unlabelled
+sigma 2 heatmap pixels, max over persons, each peaking at 1 on the nearest pixel), "heatmap_weights" [K+1,h,w] (0 inside crowd / unlabelled
 regions, and inside a person's box for the joints its source dataset does not annotate), and per person
 (padded to `max_persons`): "center_index" (y*w + x), "offsets" [K,2] (heatmap pixels), "offset_weights" [K].
 """
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from posekit.codecs.heatmap import quarter_offsets
 
 SNAP_DISTANCE_BIAS = 1.8  # MoveNet's: keypoint heatmap / (distance to the regressed joint + 1.8)
+SUBPIXEL_AGREEMENT = 1.0  # heatmap pixels between the regressed joint and its snapped peak to trust the former
 
 
 @dataclass
@@ -71,9 +72,11 @@ class CenterOffsetCodec:
             ci = np.round(c).astype(int)
             if not (0 <= ci[0] < w and 0 <= ci[1] < h):
                 continue
-            center[0] = np.maximum(center[0], self._gaussian(c))
+            # Peaks sit on integer pixels (CenterNet): the focal loss's positives are the pixels equal to 1;
+            # the sub-pixel part of a joint is in its offset from the centre pixel.
+            center[0] = np.maximum(center[0], self._gaussian(ci))
             for j in np.flatnonzero(labelled):
-                heat[j] = np.maximum(heat[j], self._gaussian(xy[j]))
+                heat[j] = np.maximum(heat[j], self._gaussian(np.round(xy[j])))
             if miss.any():  # unknown joints of this person: neither positive nor negative near it
                 pad = 2 * self.sigma
                 x0, y0 = np.clip(np.floor(lo - pad).astype(int), 0, [w, h])
@@ -108,4 +111,7 @@ class CenterOffsetCodec:
         snapped = np.stack([best % w, best // w], -1).astype(np.float32)
         kp_scores = np.take_along_axis(heatmaps.reshape(1, k, -1).repeat(len(flat), 0), best[..., None], -1)[..., 0]
         snapped += quarter_offsets(np.broadcast_to(heatmaps, (len(flat), *heatmaps.shape)), snapped)
-        return self.to_input(snapped), kp_scores.astype(np.float32), scores.astype(np.float32)
+        # Heatmap peaks are whole pixels; where the regressed joint agrees with the peak it keeps its sub-pixel part.
+        agree = np.linalg.norm(regressed - snapped, axis=-1) <= SUBPIXEL_AGREEMENT
+        joints = np.where(agree[..., None], regressed, snapped)
+        return self.to_input(joints), kp_scores.astype(np.float32), scores.astype(np.float32)
