@@ -27,7 +27,7 @@ class TeacherOutput:
     keypoints: np.ndarray  # [N,K,2] image pixels
     keypoints_crop: np.ndarray  # [N,K,2] crop pixels
     scores: np.ndarray  # [N,K] in [0, 1]
-    heatmaps: np.ndarray  # [N,K,h,w] crop frame, probabilities in [0, 1]
+    heatmaps: np.ndarray  # [N,K,h,w] crop frame: MoveNet's probabilities, or a checkpoint's maps exactly as it decodes them
     crop_matrices: np.ndarray  # [N,2,3] image pixels -> crop pixels
     heatmap_matrix: np.ndarray  # [2,3] heatmap pixels -> crop pixels (the same for every crop)
     spec: str
@@ -143,7 +143,7 @@ class CheckpointTeacher:
         if len(crops) == 0:
             z = np.zeros((0, k, 2), np.float32)
             return TeacherOutput(z, z, np.zeros((0, k), np.float32), np.zeros((0, k, h, w), np.float32), mats, self.heatmap_matrix, self.spec)
-        heatmaps = self.model.crop_heatmaps(x).clamp(0, 1)
+        heatmaps = self.model.crop_heatmaps(x)  # not clamped: these are exactly the maps the keypoints come from
         xy, scores = self.model.predict_crops(x)
         return TeacherOutput(image_points(mats, xy), xy.astype(np.float32), np.clip(scores, 0, 1).astype(np.float32),
                              heatmaps.float().numpy(), mats, self.heatmap_matrix, self.spec)  # fmt: skip
