@@ -43,7 +43,7 @@ class PoseEstimator:
     @property
     def spec(self) -> str:
         """Keypoint spec name of the poses this estimator returns."""
-        return self.pipeline.pose.spec if self.pipeline.takes_boxes else getattr(self.pipeline.model, "spec", "coco17")
+        return self.pipeline.spec
 
     def __call__(self, image: np.ndarray | str | Path, boxes: np.ndarray | None = None, box_scores: np.ndarray | None = None) -> Poses:
         if isinstance(image, (str, Path)):

@@ -18,19 +18,23 @@ EPILOG_PREDICT = """examples:
 """
 
 
+def _model_options(args: argparse.Namespace) -> tuple[bool, dict]:
+    """Whether --model is top-down, and the command-line options that apply to it: the detector threshold
+    for top-down models, the input size for movenet-multipose, none for a whole-image checkpoint."""
+    from posekit.zoo.loader import is_top_down
+
+    if is_top_down(args.model):
+        return True, {"det_threshold": args.det_thr}
+    return False, {"longest_side": args.input_size} if args.model == "movenet-multipose" else {}
+
+
 def _predict(args: argparse.Namespace) -> int:
     from posekit.api import PoseEstimator
     from posekit.pipeline.predict import run_predict
-    from posekit.zoo.loader import is_top_down
 
-    options = {}
-    if not is_top_down(args.model):
-        if args.boxes:
-            raise PosekitError(f"--boxes needs a top-down model (topdown-thunder, topdown-lightning or a top-down checkpoint), not {args.model}")
-        if args.model == "movenet-multipose":
-            options["longest_side"] = args.input_size
-    else:
-        options["det_threshold"] = args.det_thr
+    top_down, options = _model_options(args)
+    if args.boxes and not top_down:
+        raise PosekitError(f"--boxes needs a top-down model (topdown-thunder, topdown-lightning or a top-down checkpoint), not {args.model}")
     estimator = PoseEstimator(args.model, score_threshold=args.score_thr, **options)
     summary = run_predict(args.inputs, estimator, Path(args.out), args.openpose, args.render, args.boxes, args.quiet)
     print(f"{summary.line()} -> {Path(args.out) / 'results.json'}")
@@ -40,12 +44,8 @@ def _predict(args: argparse.Namespace) -> int:
 def _track(args: argparse.Namespace) -> int:
     from posekit.api import PoseEstimator
     from posekit.pipeline.track import run_track
-    from posekit.zoo.loader import is_top_down
 
-    options = {"longest_side": args.input_size} if args.model == "movenet-multipose" else {}
-    if is_top_down(args.model):
-        options = {"det_threshold": args.det_thr}
-    estimator = PoseEstimator(args.model, **options)
+    estimator = PoseEstimator(args.model, **_model_options(args)[1])
     try:
         summary = run_track(args.source, estimator, Path(args.out), render=not args.no_render, smooth=args.smooth,
                             embeddings=args.embeddings, concurrent=not args.sequential, quiet=args.quiet,

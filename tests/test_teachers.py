@@ -34,7 +34,7 @@ def thunder(weights) -> MoveNetTeacher:
 def test_heatmap_argmax_and_offsets_reproduce_the_graph_keypoints(thunder: MoveNetTeacher, coco_mini: Path) -> None:
     checked = agree = 0
     for image, boxes in _persons(coco_mini):
-        crops, _ = thunder.crops.crop_inputs(image, boxes)
+        crops, _ = thunder.crop_inputs(image, boxes)
         raw = thunder.raw(crops)
         side = raw["heatmaps"].shape[1]
         for i in range(len(crops)):

@@ -13,10 +13,10 @@ from posekit.codecs.center_offset import CenterOffsetCodec
 from posekit.data.datasets import read_coco, read_lsp
 from posekit.data.mosaic import MosaicSource
 from posekit.data.specs import get_spec
+from posekit.data.transforms import apply_inverse
 from posekit.data.wholeimage import WholeImageDataset
 from posekit.engine.trainer import results_from_poses
 from posekit.evaluation.run import evaluate_samples
-from posekit.models.base import image_points
 from posekit.models.centerpose import poses_from_keypoints
 
 pytestmark = pytest.mark.data
@@ -36,7 +36,7 @@ def _oracle_ap(samples, size: int) -> float:
             if ow.any():
                 offsets[:, :, idx // w, idx % w] = off
         kp, kps, cs = codec.decode(item["center_heatmap"].numpy()[0], item["keypoint_heatmaps"].numpy(), offsets)
-        kp = image_points(np.repeat(item["matrix"][None].numpy(), len(kp), 0), kp)
+        kp = apply_inverse(np.repeat(item["matrix"][None].numpy(), len(kp), 0), kp)
         per_image[data.image_id(i)] = [poses_from_keypoints(kp, kps, cs, "coco17", np.array(COCO17.sigmas))]
     return evaluate_samples(samples, results_from_poses(per_image, np.array(COCO17.sigmas)))["coco/AP"]
 

@@ -84,9 +84,10 @@ def crop_boxes(image: np.ndarray, boxes: np.ndarray, out_w: int, out_h: int) -> 
 
 
 def apply_inverse(mats: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Map crop-pixel points [N,K,2] back to image pixels through the inverse of each matrix [N,2,3]."""
+    """Map crop-pixel points [N,K,2] back to image pixels through the inverse of each matrix [N,2,3]
+    (image pixels -> input pixels; any array-like, e.g. a batch's tensor)."""
     out = np.empty_like(points, dtype=np.float32)
-    for i, m in enumerate(mats):
+    for i, m in enumerate(np.asarray(mats, np.float64)):
         inv = cv2.invertAffineTransform(m)
         out[i] = points[i] @ inv[:, :2].T + inv[:, 2]
     return out

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from posekit.models.base import image_points
+from posekit.data.transforms import apply_inverse
 
 
 @dataclass
@@ -86,11 +86,10 @@ class MoveNetTeacher:
     spec = "coco17"
 
     def __init__(self, name: str = "movenet-thunder", margin: float = 1.25) -> None:
-        from posekit.models.tfjs_models import SinglePoseMoveNet, load_module
+        from posekit.models.tfjs_models import MOVENET_INPUT_SIZE, load_module
         from posekit.zoo.store import load_graph, read_manifest
 
-        self.crops = SinglePoseMoveNet(name, margin)
-        self.size = self.crops.size
+        self.size, self.margin = MOVENET_INPUT_SIZE[name], margin
         self.module = load_module(name, tuple(MOVENET_NODES.values()))
         self.centre_weight = np.asarray(load_graph(name).consts[MOVENET_CENTRE_WEIGHT], np.float32)
         self.teacher_id = f"{name}-{read_manifest()['models'][name]['sha256'][:12]}-m{margin}"
@@ -98,13 +97,18 @@ class MoveNetTeacher:
         # heatmap pixel i <-> normalised (i / side) -> crop pixel i * size / side - 0.5 (the pipeline's convention)
         self.heatmap_matrix = np.array([[self.size / side, 0, -0.5], [0, self.size / side, -0.5]])
 
+    def crop_inputs(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from posekit.models.tfjs_models import movenet_crops
+
+        return movenet_crops(image, np.asarray(boxes, np.float32).reshape(-1, 4), self.size, self.margin)
+
     def raw(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         """The graph's keypoint output [N,17,3] and its head tensors (NHWC) for uint8 crops [N,S,S,3]."""
         outs = self.module(torch.from_numpy(np.ascontiguousarray(crops)).to(torch.int32))
         return {"keypoints": outs[0].numpy().reshape(len(crops), 17, 3), **{k: v.numpy() for k, v in zip(MOVENET_NODES, outs[1:])}}
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray) -> TeacherOutput:
-        crops, mats = self.crops.crop_inputs(image, np.asarray(boxes, np.float32).reshape(-1, 4))
+        crops, mats = self.crop_inputs(image, boxes)
         k = 17
         if len(crops) == 0:
             z = np.zeros((0, k, 2), np.float32)
@@ -112,12 +116,12 @@ class MoveNetTeacher:
                                  mats, self.heatmap_matrix, self.spec)  # fmt: skip
         raw = self.raw(crops)
         crop_xy = raw["keypoints"][:, :, [1, 0]] * self.size - 0.5
-        return TeacherOutput(image_points(mats, crop_xy), crop_xy.astype(np.float32), raw["keypoints"][:, :, 2].astype(np.float32),
+        return TeacherOutput(apply_inverse(mats, crop_xy), crop_xy.astype(np.float32), raw["keypoints"][:, :, 2].astype(np.float32),
                              raw["heatmaps"].transpose(0, 3, 1, 2).copy(), mats, self.heatmap_matrix, self.spec)  # fmt: skip
 
 
 class CheckpointTeacher:
-    """A top-down checkpoint trained here: its heatmaps (`TopDownModel.crop_heatmaps`: flip-averaged when
+    """A top-down checkpoint trained here: its heatmaps (`TopDownModel.crop_outputs`: flip-averaged when
     the model's flip test is on; sigmoid maps for integral models) and its decoded keypoints, on the crops
     its validation uses."""
 
@@ -143,9 +147,8 @@ class CheckpointTeacher:
         if len(crops) == 0:
             z = np.zeros((0, k, 2), np.float32)
             return TeacherOutput(z, z, np.zeros((0, k), np.float32), np.zeros((0, k, h, w), np.float32), mats, self.heatmap_matrix, self.spec)
-        heatmaps = self.model.crop_heatmaps(x)  # not clamped: these are exactly the maps the keypoints come from
-        xy, scores = self.model.predict_crops(x)
-        return TeacherOutput(image_points(mats, xy), xy.astype(np.float32), np.clip(scores, 0, 1).astype(np.float32),
+        xy, scores, heatmaps = self.model.crop_outputs(x)  # heatmaps not clamped: exactly what the keypoints come from
+        return TeacherOutput(apply_inverse(mats, xy), xy.astype(np.float32), np.clip(scores, 0, 1).astype(np.float32),
                              heatmaps.float().numpy(), mats, self.heatmap_matrix, self.spec)  # fmt: skip
 
 

@@ -167,12 +167,6 @@ def validate(cfg: Config, where: str) -> None:
             raise ConfigError(f"{where}: {message}")
 
 
-def config_to_dict(cfg: Config) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(cfg)
-
-
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
     path = Path(path)
     try:

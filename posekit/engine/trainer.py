@@ -19,6 +19,7 @@ import os
 import random
 import time
 from collections import defaultdict
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from tqdm import tqdm
 from posekit.codecs.nms import oks_nms
 from posekit.data.build import build_datasets, read_splits
 from posekit.data.specs import get_spec
-from posekit.engine.config import Config, ConfigError, config_to_dict
+from posekit.engine.config import Config, ConfigError
 from posekit.evaluation.run import evaluate_samples
 from posekit.fileio import atomic_path, atomic_write_json
 from posekit.models import build_model
@@ -136,7 +137,7 @@ class Trainer:
             return
         weights = self.model.state_dict()
         state = {
-            "format": CHECKPOINT_FORMAT, "family": self.model.family, "spec": self.spec.name, "config": config_to_dict(self.cfg),
+            "format": CHECKPOINT_FORMAT, "family": self.model.family, "spec": self.spec.name, "config": asdict(self.cfg),
             "model": weights, "weights_sha256": state_sha256(weights),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "rng": rng_state(),

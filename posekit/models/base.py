@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -53,12 +52,3 @@ class LossModule(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.model.loss(batch)
 
-
-def image_points(matrices: torch.Tensor | np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Input-pixel points [N,K,2] back to image pixels through the inverse of each 2x3 matrix [N,2,3]."""
-    mats = np.asarray(matrices, np.float64)
-    out = np.empty(points.shape, np.float32)
-    for i, m in enumerate(mats):
-        inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]
-        out[i] = points[i] @ inv[:, :2].T + inv[:, 2]
-    return out

@@ -15,8 +15,9 @@ from torch import nn
 from posekit.codecs.center_offset import CenterOffsetCodec
 from posekit.codecs.heatmap import flip_permutation
 from posekit.codecs.nms import instance_scores, oks_nms
+from posekit.data.transforms import apply_inverse
 from posekit.models.backbones import build_backbone
-from posekit.models.base import PoseModel, image_points
+from posekit.models.base import PoseModel
 from posekit.models.heads import SeparableHead
 from posekit.structures import KeypointSpec, Poses
 
@@ -109,7 +110,7 @@ class CenterPoseModel(PoseModel):
         out = []
         for i in range(len(centers)):
             kp, kps, cs = self.codec.decode(centers[i], heats[i], offs[i], self.cfg.max_persons, self.cfg.min_center_score)
-            kp = image_points(np.repeat(batch["matrix"][i : i + 1].numpy(), len(kp), 0), kp)
+            kp = apply_inverse(np.repeat(batch["matrix"][i : i + 1].numpy(), len(kp), 0), kp)
             out.append(poses_from_keypoints(kp, kps, instance_scores(cs, kps, KEYPOINT_SCORE_THRESHOLD), self.spec.name, sigmas))
         return out
 

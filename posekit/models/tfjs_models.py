@@ -19,6 +19,14 @@ MOVENET_FEATURES = "StatefulPartitionedCall/center_net_mobile_net_v2fpn_feature_
 MOVENET_HEATMAPS = "StatefulPartitionedCall/Sigmoid"
 
 
+MOVENET_INPUT_SIZE = {"movenet-thunder": 256, "movenet-lightning": 192}  # square crop side each graph takes
+
+
+def movenet_crops(image: np.ndarray, boxes: np.ndarray, size: int, margin: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
+    """Square crops [N,size,size,3] uint8 (boxes expanded by `margin`) and their affine matrices: MoveNet's input."""
+    return crop_boxes(image, expand_box(boxes, 1.0, margin), size, size)
+
+
 def load_module(name: str, extra_outputs: tuple[str, ...] = ()) -> TfjsGraphModule:
     entry = graph_entry(name)
     graph = load_graph(name)
@@ -50,13 +58,12 @@ class SinglePoseMoveNet:
     def __init__(self, name: str = "movenet-thunder", margin: float = 1.25) -> None:
         self.name = name
         self.module = load_module(name, (MOVENET_FEATURES, MOVENET_HEATMAPS))
-        self.size = 256 if name == "movenet-thunder" else 192
+        self.size = MOVENET_INPUT_SIZE[name]
         self.margin = margin
 
     def crop_inputs(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Square crops (box expanded by `margin`) [N,S,S,3] uint8 and their affine matrices."""
-        expanded = expand_box(boxes, 1.0, self.margin)
-        return crop_boxes(image, expanded, self.size, self.size)
+        return movenet_crops(image, boxes, self.size, self.margin)
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints [N,17,2] in image pixels and their scores [N,17] for person boxes [N,4] xyxy."""

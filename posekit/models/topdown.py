@@ -10,8 +10,9 @@ import torch
 
 from posekit.codecs.heatmap import HeatmapCodec, flip_heatmaps, flip_permutation
 from posekit.codecs.nms import instance_scores
+from posekit.data.transforms import apply_inverse
 from posekit.models.backbones import build_backbone
-from posekit.models.base import PoseModel, image_points
+from posekit.models.base import PoseModel
 from posekit.models.heads import ConvHead, DeconvHead, DUCHead, IntegralHead, SeparableHead
 from posekit.structures import KeypointSpec, Poses
 
@@ -66,35 +67,35 @@ class TopDownModel(PoseModel):
         return {"heatmap_mse": (((out - batch["heatmaps"]) ** 2).mean((2, 3)) * w).mean()}
 
     @torch.inference_mode()
-    def crop_heatmaps(self, images: torch.Tensor) -> torch.Tensor:
-        """Heatmaps [N,K,h,w] of crops, averaged with the mirrored crop's when the flip test is on (integral
-        models: the sigmoid confidence maps). What `predict_crops` decodes and what teachers hand out."""
-        def maps(x: torch.Tensor) -> torch.Tensor:
-            out = self(x)
-            return torch.sigmoid(out[2]) if self.integral else out
-
-        hm = maps(images)
-        if self.cfg.flip_test:
-            hm = (hm + flip_heatmaps(maps(images.flip(-1)), self.spec.flip_pairs)) / 2
-        return hm
-
-    @torch.inference_mode()
-    def predict_crops(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Keypoints [N,K,2] in input (crop) pixels and scores [N,K], with the flip test if configured."""
+    def crop_outputs(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        """Keypoints [N,K,2] in input (crop) pixels, their scores [N,K] and the heatmaps [N,K,h,w] they come
+        from (integral models: the sigmoid confidence maps), each averaged with the mirrored crop's when
+        the flip test is on. One forward pass (two with the flip test): what teachers hand out."""
+        out = self(images)
+        flipped = self(images.flip(-1)) if self.cfg.flip_test else None
         if not self.integral:
-            return self.codec.decode(self.crop_heatmaps(images).float().numpy(), "dark")
-        coords, conf, _ = self(images)
-        if self.cfg.flip_test:
-            fc, fconf, _ = self(images.flip(-1))
+            hm = out if flipped is None else (out + flip_heatmaps(flipped, self.spec.flip_pairs)) / 2
+            xy, scores = self.codec.decode(hm.float().numpy(), "dark")
+            return xy, scores, hm
+        coords, conf, logits = out
+        hm = torch.sigmoid(logits)
+        if flipped is not None:
+            fc, fconf, flogits = flipped
             fc, fconf = fc[:, self.flip_perm], fconf[:, self.flip_perm]  # indexing copies
             fc[..., 0] = self.codec.heatmap_size[0] - 1 - fc[..., 0]
             coords, conf = (coords + fc) / 2, (conf + fconf) / 2
-        return self.codec.decode_integral(coords.float().numpy()), conf.float().numpy()
+            hm = (hm + flip_heatmaps(torch.sigmoid(flogits), self.spec.flip_pairs)) / 2
+        return self.codec.decode_integral(coords.float().numpy()), conf.float().numpy(), hm
+
+    def predict_crops(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Keypoints [N,K,2] in input (crop) pixels and scores [N,K], with the flip test if configured."""
+        xy, scores, _ = self.crop_outputs(images)
+        return xy, scores
 
     def predict(self, batch: dict[str, torch.Tensor]) -> list[Poses]:
         """One person per crop, in image pixels; person score = box score x mean keypoint score above 0.2."""
         xy, scores = self.predict_crops(batch["image"])
-        keypoints = image_points(batch["matrix"], xy)
+        keypoints = apply_inverse(batch["matrix"], xy)
         box_scores = batch["box_score"].numpy().astype(np.float32)
         person = instance_scores(box_scores, scores, KEYPOINT_SCORE_THRESHOLD)
         boxes = batch["box"].numpy()

@@ -50,6 +50,8 @@ class CropPoseModel(Protocol):
 
 
 class ImagePoseModel(Protocol):
+    spec: str  # keypoint spec name
+
     def __call__(self, image: np.ndarray) -> Poses: ...
 
 
@@ -67,6 +69,7 @@ class TopDownPipeline:
         self.options = options or TopDownOptions()
         self.detector = detector
         self.pose = pose
+        self.spec = pose.spec
         self.sigmas = np.array(get_spec(pose.spec).sigmas)
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,12 +93,12 @@ class TopDownPipeline:
         """Poses from person crops: pose model, instance scores, OKS-NMS. With `with_embeddings`, each
         person's identity embedding (when the pose model has them) is in `meta['embeddings']`."""
         if len(boxes) == 0:
-            return Poses.empty(len(self.sigmas), self.pose.spec)
+            return Poses.empty(len(self.sigmas), self.spec)
         keypoints, kp_scores, emb = self.pose.forward_crops(crops, mats, with_embeddings)
         scores = instance_scores(box_scores, kp_scores, self.options.keypoint_threshold)
         keep = oks_nms(keypoints, scores, boxes, self.sigmas, self.options.oks_nms_threshold)
         meta = {"embeddings": emb} if emb is not None else {}
-        return Poses(keypoints, kp_scores, boxes, scores, self.pose.spec, meta=meta).select(keep)
+        return Poses(keypoints, kp_scores, boxes, scores, self.spec, meta=meta).select(keep)
 
     def steps(self, with_embeddings: bool = False) -> list[Step]:
         def detect(s: FrameState) -> None:
@@ -118,6 +121,7 @@ class ImagePipeline:
 
     def __init__(self, model: ImagePoseModel, score_threshold: float = 0.1) -> None:
         self.model = model
+        self.spec = model.spec
         self.score_threshold = score_threshold
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray | None = None, box_scores: np.ndarray | None = None) -> Poses:

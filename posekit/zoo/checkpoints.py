@@ -46,13 +46,15 @@ def checkpoint_file(path: str | Path) -> Path:
     return path
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's dict, after checking that it is a posekit checkpoint whose weights match their sha256."""
+def read_checkpoint(path: str | Path, verify_weights: bool = True) -> dict[str, Any]:
+    """The checkpoint's dict, after checking that it is a posekit checkpoint whose weights match their sha256.
+    `verify_weights=False` maps the file instead of reading it and skips the hash: a cheap look at its
+    family or config (the load that uses the weights verifies them)."""
     path = checkpoint_file(path)
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the file is empty")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=not verify_weights)
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError, AttributeError, TypeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt ({first})") from e
@@ -62,20 +64,28 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     for key in ("family", "spec", "config", "model", "weights_sha256"):
         if key not in state:
             raise CheckpointError(f"{path}: posekit checkpoint without '{key}'")
-    if state_sha256(state["model"]) != state["weights_sha256"]:
+    if verify_weights and state_sha256(state["model"]) != state["weights_sha256"]:
         raise CheckpointError(f"{path}: the weights do not match their sha256 (corrupt file); retrain or copy it again")
     return state
 
 
-def model_from_checkpoint(path: str | Path):  # noqa: ANN201
-    """The trained `PoseModel` of a checkpoint, in eval mode."""
-    from posekit.data.specs import get_spec
-    from posekit.engine.config import ConfigError, build_config
-    from posekit.models import FAMILIES, build_model
+def family_class(state: dict[str, Any], path: str | Path) -> type:
+    """The model class of a checkpoint's family (`posekit.models.FAMILIES`)."""
+    from posekit.models import FAMILIES
 
-    state = read_checkpoint(path)
     if state["family"] not in FAMILIES:
         raise CheckpointError(f"{path}: model family {state['family']!r} is not known to this posekit ({', '.join(FAMILIES)})")
+    return FAMILIES[state["family"]]
+
+
+def model_from_checkpoint(path: str | Path, state: dict[str, Any] | None = None):  # noqa: ANN201
+    """The trained `PoseModel` of a checkpoint, in eval mode (`state`: the checkpoint already read)."""
+    from posekit.data.specs import get_spec
+    from posekit.engine.config import ConfigError, build_config
+    from posekit.models import build_model
+
+    state = read_checkpoint(path) if state is None else state
+    family_class(state, path)
     try:
         cfg = build_config(state["config"], f"{path} (its config)")
         model = build_model(cfg.model, get_spec(state["spec"]), cfg.data.input_size)

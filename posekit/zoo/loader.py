@@ -37,13 +37,13 @@ class CheckpointCropModel:
         return crop_persons(image, boxes, self.model.input_size, self.margin)
 
     def forward_crops(self, crops: np.ndarray, mats: np.ndarray, with_embeddings: bool = False) -> tuple[np.ndarray, np.ndarray, None]:
-        from posekit.models.base import image_points
+        from posekit.data.transforms import apply_inverse
 
         k = self.model.spec.num_keypoints
         if len(crops) == 0:
             return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32), None
         xy, scores = self.model.predict_crops(torch.from_numpy(crops))
-        return image_points(mats, xy), scores.astype(np.float32), None
+        return apply_inverse(mats, xy), scores.astype(np.float32), None
 
 
 class CheckpointImageModel:
@@ -66,19 +66,19 @@ class CheckpointImageModel:
         return self.model.predict(batch)[0]
 
 
+def _unknown_model(name: str) -> UnknownModelError:
+    return UnknownModelError(f"unknown model {name!r}: neither a model name ({', '.join(PIPELINES)}) nor a checkpoint path")
+
+
 def is_top_down(name: str | Path) -> bool:
     """Whether a model name or checkpoint runs on person boxes (detector -> crops) rather than whole images."""
     if str(name) in PIPELINES:
         return str(name) != "movenet-multipose"
     if not Path(name).exists():
-        raise UnknownModelError(f"unknown model {str(name)!r}: neither a model name ({', '.join(PIPELINES)}) nor a checkpoint path")
-    from posekit.models import FAMILIES
-    from posekit.zoo.checkpoints import CheckpointError, read_checkpoint
+        raise _unknown_model(str(name))
+    from posekit.zoo.checkpoints import family_class, read_checkpoint
 
-    family = read_checkpoint(name)["family"]
-    if family not in FAMILIES:
-        raise CheckpointError(f"{name}: model family {family!r} is not known to this posekit ({', '.join(FAMILIES)})")
-    return FAMILIES[family].input_kind == "crops"
+    return family_class(read_checkpoint(name, verify_weights=False), name).input_kind == "crops"
 
 
 def _check_options(options: dict[str, Any], known: set[str], what: str) -> None:
@@ -108,21 +108,19 @@ def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None =
         return TopDownPipeline(SinglePoseMoveNet("movenet-" + name_str.split("-")[1], margin=opts.margin), CenterNetDetector(), opts)
     path = Path(name_str)
     if not path.exists():
-        raise UnknownModelError(f"unknown model {name_str!r}: neither a model name ({', '.join(PIPELINES)}) nor a checkpoint path")
+        raise _unknown_model(name_str)
     from posekit.models.graph_trunks import TRUNKS
-    from posekit.zoo.checkpoints import model_from_checkpoint, read_checkpoint
+    from posekit.zoo.checkpoints import family_class, model_from_checkpoint, read_checkpoint
 
     state = read_checkpoint(path)
+    crops = family_class(state, path).input_kind == "crops"
+    _check_options(options, topdown_opts if crops else set(), f"checkpoint {path}")
     backbone = (state["config"].get("model") or {}).get("backbone")
-    if state["family"] == "topdown":
-        _check_options(options, topdown_opts, f"checkpoint {path}")
-    else:
-        _check_options(options, set(), f"checkpoint {path}")
-    needed = ([TRUNKS[backbone].graph] if backbone in TRUNKS else []) + (["centernet"] if state["family"] == "topdown" else [])
+    needed = ([TRUNKS[backbone].graph] if backbone in TRUNKS else []) + (["centernet"] if crops else [])
     if auto_fetch and needed:
         fetch(needed)
-    model = model_from_checkpoint(path)
-    if model.input_kind == "crops":
+    model = model_from_checkpoint(path, state)
+    if crops:
         from posekit.models.tfjs_models import CenterNetDetector
 
         opts = TopDownOptions(**options)
