@@ -116,8 +116,11 @@ def _eval(args: argparse.Namespace) -> int:
     from posekit.evaluation.run import DATASET_OF_SPEC, convert_results, detect_dataset, evaluate_files, format_table, load_results
     from posekit.fileio import atomic_write_json
 
+    if args.oracle:
+        return _eval_oracle(args)
     if (args.results is None) == (args.model is None):
-        raise PosekitError("give either --results RES (score a results file) or --model NAME --images DIR (run a model, then score it)")
+        raise PosekitError("give one of --results RES (score a results file), --model NAME --images DIR (run a model, then score"
+                           " it) or --oracle FAMILY --images DIR (score a codec's round trip)")  # fmt: skip
     results = args.results
     if args.model:
         if args.images is None:
@@ -149,6 +152,28 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_oracle(args: argparse.Namespace) -> int:
+    """Encode the ground truth with a whole-image family's codec, decode it with the family's decoder, score."""
+    from posekit.evaluation.oracle import codec_oracle, oracle_families
+    from posekit.fileio import atomic_write_json
+
+    families = oracle_families()
+    if args.oracle not in families:
+        raise PosekitError(f"--oracle {args.oracle!r}: not a whole-image family; choose from {', '.join(families)}")
+    if args.gt.suffix != ".json":
+        raise PosekitError(f"--oracle needs COCO-format ground truth (.json); got {args.gt}")
+    rows = {}
+    for name, options in families[args.oracle].oracle_variants.items():
+        stats = codec_oracle(args.oracle, args.gt, args.images, args.input_size, args.quiet, **options)
+        rows[name] = stats
+        print(f"oracle {args.oracle} heatmaps {name} at {args.input_size}x{args.input_size}: AP {stats['coco/AP']:.3f}  AP50 "
+              f"{stats['coco/AP50']:.3f}  AP75 {stats['coco/AP75']:.3f}  APM {stats['coco/APM']:.3f}  APL {stats['coco/APL']:.3f}")  # fmt: skip
+    if args.out:
+        atomic_write_json(args.out, {"oracle": args.oracle, "gt": str(args.gt), "input_size": args.input_size, "stats": rows}, indent=1)
+        print(f"stats written to {args.out}")
+    return 0
+
+
 def _eval_lsp_model(args: argparse.Namespace) -> int:
     """LSP / LSP-Extended: the model on each image's annotated person box (PCK protocol), --range to pick images."""
     from posekit.api import PoseEstimator
@@ -162,11 +187,16 @@ def _eval_lsp_model(args: argparse.Namespace) -> int:
         samples = samples[slice(*args.range)]
     if not samples:
         raise PosekitError(f"--range {args.range}: no images of {args.gt} in that range")
-    stats, failed = evaluate_on_gt_boxes(PoseEstimator(args.model), samples, args.quiet)
-    stats = {k.split("/", 1)[1]: v for k, v in stats.items()}
+    if args.mosaics:
+        from posekit.evaluation.mosaic import mosaic_pck
+
+        stats, failed = mosaic_pck(PoseEstimator(args.model), samples, args.mosaics, quiet=args.quiet), []
+    else:
+        stats, failed = evaluate_on_gt_boxes(PoseEstimator(args.model), samples, args.quiet)
+        stats = {k.split("/", 1)[1]: v for k, v in stats.items()}
     print(format_table("lsp", stats))
     if args.out:
-        atomic_write_json(args.out, {"dataset": "lsp", "gt": str(args.gt), "range": args.range, "model": args.model, "stats": stats}, indent=1)
+        atomic_write_json(args.out, {"dataset": "lsp", "gt": str(args.gt), "range": args.range, "mosaics": args.mosaics, "model": args.model, "stats": stats}, indent=1)
         print(f"stats written to {args.out}")
     return 1 if failed else 0
 
@@ -195,8 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="posekit", description="Multi-person 2D human pose estimation on real pretrained weights.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from posekit.zoo.packaged import PACKAGED
+
     models_help = "a model name or a checkpoint trained by posekit train (checkpoint.pt or its folder). Names: " + "; ".join(
-        f"{k}: {v[0]}" for k, v in PIPELINES.items()
+        [f"{k}: {v[0]}" for k, v in PIPELINES.items()] + [f"{k}: {v.description} (shipped)" for k, v in PACKAGED.items()]
     )
 
     pr = sub.add_parser("predict", help="find poses in images, folders, globs and videos", epilog=EPILOG_PREDICT,
@@ -264,9 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--results", type=Path, help="keypoint results (COCO results list, e.g. posekit predict's results.json)")
     ev.add_argument("--spec", choices=sorted(SPECS), help="keypoint spec of GT and results (default: detected from the GT)")
     ev.add_argument("--model", metavar="NAME|CHECKPOINT", help="run this model (a name or a checkpoint) on --images first, then score it")
-    ev.add_argument("--images", type=Path, help="with --model: the folder of images the GT annotates")
+    ev.add_argument("--images", type=Path, help="with --model or --oracle: the folder of images the GT annotates")
+    ev.add_argument("--oracle", metavar="FAMILY", help="score the round trip of a whole-image family's codec (centerpose, "
+                    "higherhrnet): GT encoded as targets, decoded by the family's own decoder, COCO AP")  # fmt: skip
+    ev.add_argument("--input-size", type=int, default=512, help="with --oracle: the square model input (default 512)")
     ev.add_argument("--range", type=int, nargs=2, metavar=("START", "STOP"),
                     help="with --model on LSP: only images START..STOP-1 (e.g. 9000 10000, the held-out LSP-Extended part)")  # fmt: skip
+    ev.add_argument("--mosaics", type=int, default=0, metavar="N",
+                    help="with --model on LSP: score on N multi-person mosaics tiled from those images instead (PCK@0.2)")
     ev.add_argument("--out-dir", default="outputs/eval", help="with --model: where its predictions go (default outputs/eval)")
     ev.add_argument("--out", type=Path, help="write the stats as JSON here")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")

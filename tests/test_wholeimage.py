@@ -17,7 +17,7 @@ from posekit.data.transforms import apply_inverse
 from posekit.data.wholeimage import WholeImageDataset
 from posekit.engine.trainer import results_from_poses
 from posekit.evaluation.run import evaluate_samples
-from posekit.models.centerpose import poses_from_keypoints
+from posekit.models.base import poses_from_keypoints
 
 pytestmark = pytest.mark.data
 COCO17 = get_spec("coco17")

@@ -115,3 +115,13 @@ class CenterOffsetCodec:
         agree = np.linalg.norm(regressed - snapped, axis=-1) <= SUBPIXEL_AGREEMENT
         joints = np.where(agree[..., None], regressed, snapped)
         return self.to_input(joints), kp_scores.astype(np.float32), scores.astype(np.float32)
+
+    def oracle_decode(self, targets: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Decode the targets as if a perfect network had predicted them (offsets written at each centre)."""
+        w, h = self.heatmap_size
+        offsets = np.zeros((self.num_keypoints, 2, h, w), np.float32)
+        for idx, off, ow in zip(targets["center_index"], targets["offsets"], targets["offset_weights"]):
+            if ow.any():
+                offsets[:, :, idx // w, idx % w] = off
+        return self.decode(targets["center_heatmap"][0], targets["keypoint_heatmaps"], offsets)
+

@@ -31,15 +31,19 @@ class MosaicSource:
         mapped = {j for j, _ in keypoint_mapping(self.src, spec)}
         self.missing = np.array([j not in mapped for j in range(k)])
 
-    def make(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(canvas [size,size,3] uint8, keypoints [P,K,3] in canvas pixels of the target spec, missing [P,K])."""
-        g = int(rng.choice(self.grids))
+    def make(self, rng: np.random.Generator, size: int, grid: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(canvas [size,size,3] uint8, keypoints [P,K,3] in canvas pixels of the target spec, missing [P,K]).
+        `grid` (rows, cols) fixes the tiling; by default it is g x g with g drawn from `grids`."""
+        if grid is None:
+            g = int(rng.choice(self.grids))
+            grid = (g, g)
         canvas = np.zeros((size, size, 3), np.uint8)
         people = []
-        edges = np.linspace(0, size, g + 1).round().astype(int)
-        for row in range(g):
-            for col in range(g):
-                x0, x1, y0, y1 = edges[col], edges[col + 1], edges[row], edges[row + 1]
+        y_edges = np.linspace(0, size, grid[0] + 1).round().astype(int)
+        x_edges = np.linspace(0, size, grid[1] + 1).round().astype(int)
+        for row in range(grid[0]):
+            for col in range(grid[1]):
+                x0, x1, y0, y1 = x_edges[col], x_edges[col + 1], y_edges[row], y_edges[row + 1]
                 sample = self.samples[int(rng.integers(len(self.samples)))]
                 kps = sample.instances[0].keypoints
                 lab = kps[:, 2] > 0

@@ -75,6 +75,7 @@ class TrainConfig:
     eval_every: int = 0  # 0 = only at the end
     log_every: int = 20
     seed: int = 0
+    device: str = "cpu"  # cpu | cuda | auto (cuda when available); tests and CI use the CPU
 
 
 @dataclass
@@ -155,6 +156,7 @@ def validate(cfg: Config, where: str) -> None:
         (t.lr > 0, "train.lr must be > 0"),
         (t.optimizer in ("adam", "adamw", "sgd"), f"train.optimizer {t.optimizer!r}: use adam, adamw or sgd"),
         (t.scheduler in ("cosine", "step", "constant"), f"train.scheduler {t.scheduler!r}: use cosine, step or constant"),
+        (t.device in ("cpu", "cuda", "auto"), f"train.device {t.device!r}: use cpu, cuda or auto"),
         (d.format in ("coco", "lsp"), f"data.format {d.format!r}: use coco or lsp"),
         (len(d.input_size) == 2 and all(isinstance(v, int) and v > 0 for v in d.input_size), f"data.input_size {d.input_size}: two positive integers (w, h)"),
         (d.num_workers >= 0, "data.num_workers must be >= 0"),

@@ -82,12 +82,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
-def results_from_poses(per_image: dict[Any, list[Poses]], sigmas: np.ndarray) -> list[dict]:
-    """COCO results: each image's persons merged, OKS-NMS at 0.9, written with their scores."""
+def results_from_poses(per_image: dict[Any, list[Poses]], sigmas: np.ndarray, nms_threshold: float | None = OKS_NMS_THRESHOLD) -> list[dict]:
+    """COCO results: each image's persons merged, OKS-NMS (None: none), written with their scores."""
     results = []
     for image_id, items in per_image.items():
         poses = Poses.concat(items)
-        results += poses.select(oks_nms(poses.keypoints, poses.scores, poses.boxes, sigmas, OKS_NMS_THRESHOLD)).to_coco_results(image_id)
+        if nms_threshold is not None:
+            poses = poses.select(oks_nms(poses.keypoints, poses.scores, poses.boxes, sigmas, nms_threshold))
+        results += poses.to_coco_results(image_id)
     return results
 
 
@@ -98,8 +100,13 @@ class Trainer:
         self.quiet = quiet
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
+        want = cfg.train.device
+        if want == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"{cfg.name}: train.device cuda, but torch sees no CUDA device")
+        cuda = want == "cuda" or (want == "auto" and torch.cuda.is_available())
+        self.device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if cuda else "cpu")
         if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("gloo")
+            dist.init_process_group("nccl" if cuda else "gloo")
         torch.manual_seed(cfg.train.seed)
         np.random.seed(cfg.train.seed)
         random.seed(cfg.train.seed)
@@ -119,6 +126,7 @@ class Trainer:
         self.train_set, self.val_set = build_datasets(cfg, self.model, train, val)
         if len(self.train_set) == 0 or len(self.val_set) == 0:
             raise ConfigError(f"{cfg.name}: {len(self.train_set)} training and {len(self.val_set)} validation items; both must be > 0")
+        self.model.to(self.device)
         self.loss_module: nn.Module = LossModule(self.model)
         self.net: nn.Module = nn.parallel.DistributedDataParallel(self.loss_module) if self.world > 1 else self.loss_module
         self.optimizer = build_optimizer(self.model, cfg.train)
@@ -135,7 +143,7 @@ class Trainer:
         family, spec, config, weights and their sha256). Loads with torch.load(weights_only=True)."""
         if self.rank != 0:
             return
-        weights = self.model.state_dict()
+        weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         state = {
             "format": CHECKPOINT_FORMAT, "family": self.model.family, "spec": self.spec.name, "config": asdict(self.cfg),
             "model": weights, "weights_sha256": state_sha256(weights),
@@ -198,7 +206,7 @@ class Trainer:
             if self.step >= stop_at:
                 self.batch_in_epoch -= 1  # this batch was not used
                 break
-            terms = self.net(batch)
+            terms = self.net({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
             loss = sum(terms.values())
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"step {self.step}: the loss is {loss.item()} ({', '.join(f'{k} {v.item():.4g}' for k, v in terms.items())});"
@@ -241,14 +249,15 @@ class Trainer:
         loader = DataLoader(dataset, batch_size=64 if self.model.input_kind == "crops" else 8, num_workers=self.cfg.data.num_workers)
         per_image: dict[Any, list[Poses]] = defaultdict(list)
         for batch in tqdm(loader, desc="eval", unit="batch", disable=self.quiet or None, leave=False, dynamic_ncols=True):
-            for index, poses in zip(batch["index"].tolist(), self.model.predict(batch)):
+            on_device = {k: v.to(self.device) for k, v in batch.items()}
+            for index, poses in zip(batch["index"].tolist(), self.model.predict(on_device)):
                 per_image[dataset.image_id(index)].append(poses)
         return per_image
 
     def evaluate(self) -> dict[str, Any]:
         if self.rank != 0:
             return {}
-        results = results_from_poses(self.predict(self.val_set), np.array(self.spec.sigmas))
+        results = results_from_poses(self.predict(self.val_set), np.array(self.spec.sigmas), self.model.oks_nms)
         metrics = evaluate_samples(self.val_gt, results)
         if self.tb is not None:
             for k, v in metrics.items():

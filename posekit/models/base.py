@@ -19,10 +19,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
+from posekit.codecs.nms import oks_nms
 from posekit.structures import KeypointSpec, Poses
+
+BOX_KEYPOINT_THRESHOLD = 0.2  # keypoints that make a whole-image pose's box
+OKS_NMS_THRESHOLD = 0.9
 
 
 class PoseModel(nn.Module):
@@ -33,6 +38,8 @@ class PoseModel(nn.Module):
     stride: int
     size_divisor: int
     input_size: tuple[int, int]  # (w, h) the model was trained at
+    oks_nms: ClassVar[float | None] = 0.9  # OKS-NMS threshold over an image's poses at evaluation (None: none)
+    oracle_variants: ClassVar[dict[str, dict]] = {"1/4": {}}  # whole-image families: config options the codec oracle scores
 
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -52,3 +59,17 @@ class LossModule(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.model.loss(batch)
 
+
+def poses_from_keypoints(keypoints: np.ndarray, kp_scores: np.ndarray, scores: np.ndarray, spec: str, sigmas: np.ndarray,
+                         nms_threshold: float | None = OKS_NMS_THRESHOLD) -> Poses:  # fmt: skip
+    """Poses with boxes around their confident keypoints (all keypoints when none is), after OKS-NMS
+    (`nms_threshold` None: none)."""
+    if len(keypoints) == 0:
+        return Poses.empty(kp_scores.shape[1] if kp_scores.ndim == 2 else len(sigmas), spec)
+    confident = kp_scores > BOX_KEYPOINT_THRESHOLD
+    confident[~confident.any(1)] = True
+    lo = np.where(confident[..., None], keypoints, np.inf).min(1)
+    hi = np.where(confident[..., None], keypoints, -np.inf).max(1)
+    boxes = np.concatenate([lo, hi], 1)
+    poses = Poses(keypoints, kp_scores, boxes, scores, spec)
+    return poses if nms_threshold is None else poses.select(oks_nms(keypoints, scores, boxes, sigmas, nms_threshold))

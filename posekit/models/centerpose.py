@@ -14,15 +14,14 @@ from torch import nn
 
 from posekit.codecs.center_offset import CenterOffsetCodec
 from posekit.codecs.heatmap import flip_permutation
-from posekit.codecs.nms import instance_scores, oks_nms
+from posekit.codecs.nms import instance_scores
 from posekit.data.transforms import apply_inverse
 from posekit.models.backbones import build_backbone
-from posekit.models.base import PoseModel
+from posekit.models.base import PoseModel, poses_from_keypoints
 from posekit.models.heads import SeparableHead
 from posekit.structures import KeypointSpec, Poses
 
 KEYPOINT_SCORE_THRESHOLD = 0.2  # keypoints counted in the person score
-OKS_NMS_THRESHOLD = 0.9
 
 
 @dataclass
@@ -66,8 +65,13 @@ class CenterPoseModel(PoseModel):
         nn.init.constant_(self.keypoint_head.final_layer.bias, prior)
         self.stride = self.backbone.stride
         self.size_divisor = self.backbone.size_divisor
-        self.codec = CenterOffsetCodec(self.input_size, self.stride, k)
+        self.codec = self.make_codec(spec, self.input_size, cfg, self.stride)
         self.flip_perm = flip_permutation(spec.flip_pairs, k)
+
+    @staticmethod
+    def make_codec(spec: KeypointSpec, input_size: tuple[int, int], cfg: CenterPoseConfig, stride: int = 4) -> CenterOffsetCodec:
+        """The codec of a model with this config, without building the network (the oracle uses it)."""
+        return CenterOffsetCodec(tuple(input_size), stride, spec.num_keypoints)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(centre logits [N,1,h,w], keypoint logits [N,K,h,w], offsets [N,2K,h,w] in heatmap pixels)."""
@@ -102,7 +106,7 @@ class CenterPoseModel(PoseModel):
             center = (center + torch.sigmoid(fc).flip(-1)) / 2
             heat = (heat + torch.sigmoid(fh).flip(-1)[:, self.flip_perm]) / 2
             off = (off + fo) / 2
-        return center[:, 0].float().numpy(), heat.float().numpy(), off.float().numpy()
+        return center[:, 0].float().cpu().numpy(), heat.float().cpu().numpy(), off.float().cpu().numpy()
 
     def predict(self, batch: dict[str, torch.Tensor]) -> list[Poses]:
         centers, heats, offs = self.outputs(batch["image"])
@@ -110,19 +114,6 @@ class CenterPoseModel(PoseModel):
         out = []
         for i in range(len(centers)):
             kp, kps, cs = self.codec.decode(centers[i], heats[i], offs[i], self.cfg.max_persons, self.cfg.min_center_score)
-            kp = apply_inverse(np.repeat(batch["matrix"][i : i + 1].numpy(), len(kp), 0), kp)
+            kp = apply_inverse(np.repeat(batch["matrix"][i : i + 1].cpu().numpy(), len(kp), 0), kp)
             out.append(poses_from_keypoints(kp, kps, instance_scores(cs, kps, KEYPOINT_SCORE_THRESHOLD), self.spec.name, sigmas))
         return out
-
-
-def poses_from_keypoints(keypoints: np.ndarray, kp_scores: np.ndarray, scores: np.ndarray, spec: str, sigmas: np.ndarray) -> Poses:
-    """Poses with boxes around their confident keypoints (all keypoints when none is), after OKS-NMS."""
-    if len(keypoints) == 0:
-        return Poses.empty(kp_scores.shape[1] if kp_scores.ndim == 2 else len(sigmas), spec)
-    confident = kp_scores > KEYPOINT_SCORE_THRESHOLD
-    confident[~confident.any(1)] = True
-    lo = np.where(confident[..., None], keypoints, np.inf).min(1)
-    hi = np.where(confident[..., None], keypoints, -np.inf).max(1)
-    boxes = np.concatenate([lo, hi], 1)
-    keep = oks_nms(keypoints, scores, boxes, sigmas, OKS_NMS_THRESHOLD)
-    return Poses(keypoints, kp_scores, boxes, scores, spec).select(keep)

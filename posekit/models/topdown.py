@@ -62,7 +62,7 @@ class TopDownModel(PoseModel):
         w = batch["weights"]
         if self.integral:
             coords = out[0]
-            target = batch["keypoints"] * torch.from_numpy(self.codec.scale)
+            target = batch["keypoints"] * torch.from_numpy(self.codec.scale).to(coords.device)
             return {"integral_l1": ((coords - target).abs().sum(-1) * w).sum() / w.sum().clamp_min(1.0)}
         return {"heatmap_mse": (((out - batch["heatmaps"]) ** 2).mean((2, 3)) * w).mean()}
 
@@ -75,7 +75,7 @@ class TopDownModel(PoseModel):
         flipped = self(images.flip(-1)) if self.cfg.flip_test else None
         if not self.integral:
             hm = out if flipped is None else (out + flip_heatmaps(flipped, self.spec.flip_pairs)) / 2
-            xy, scores = self.codec.decode(hm.float().numpy(), "dark")
+            xy, scores = self.codec.decode(hm.float().cpu().numpy(), "dark")
             return xy, scores, hm
         coords, conf, logits = out
         hm = torch.sigmoid(logits)
@@ -85,7 +85,7 @@ class TopDownModel(PoseModel):
             fc[..., 0] = self.codec.heatmap_size[0] - 1 - fc[..., 0]
             coords, conf = (coords + fc) / 2, (conf + fconf) / 2
             hm = (hm + flip_heatmaps(torch.sigmoid(flogits), self.spec.flip_pairs)) / 2
-        return self.codec.decode_integral(coords.float().numpy()), conf.float().numpy(), hm
+        return self.codec.decode_integral(coords.float().cpu().numpy()), conf.float().cpu().numpy(), hm
 
     def predict_crops(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints [N,K,2] in input (crop) pixels and scores [N,K], with the flip test if configured."""
@@ -95,8 +95,8 @@ class TopDownModel(PoseModel):
     def predict(self, batch: dict[str, torch.Tensor]) -> list[Poses]:
         """One person per crop, in image pixels; person score = box score x mean keypoint score above 0.2."""
         xy, scores = self.predict_crops(batch["image"])
-        keypoints = apply_inverse(batch["matrix"], xy)
-        box_scores = batch["box_score"].numpy().astype(np.float32)
+        keypoints = apply_inverse(batch["matrix"].cpu(), xy)
+        box_scores = batch["box_score"].cpu().numpy().astype(np.float32)
         person = instance_scores(box_scores, scores, KEYPOINT_SCORE_THRESHOLD)
-        boxes = batch["box"].numpy()
+        boxes = batch["box"].cpu().numpy()
         return [Poses(keypoints[i : i + 1], scores[i : i + 1], boxes[i : i + 1], person[i : i + 1], self.spec.name) for i in range(len(xy))]

@@ -93,6 +93,6 @@ def model_from_checkpoint(path: str | Path, state: dict[str, Any] | None = None)
     except (ConfigError, KeyError, RuntimeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise CheckpointError(f"{path}: cannot rebuild the model from this checkpoint ({first})") from e
-    model.checkpoint_path = str(checkpoint_file(path))
+    model.checkpoint_path = str(checkpoint_file(path)) if Path(path).exists() else str(path)  # a shipped model's name
     model.weights_sha256 = state["weights_sha256"]
     return model.eval()

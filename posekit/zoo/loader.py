@@ -66,18 +66,42 @@ class CheckpointImageModel:
         return self.model.predict(batch)[0]
 
 
+def model_names() -> list[str]:
+    """Every model loadable by name: the TF.js pipelines and the trained models shipped in the package."""
+    from posekit.zoo.packaged import PACKAGED
+
+    return [*PIPELINES, *PACKAGED]
+
+
 def _unknown_model(name: str) -> UnknownModelError:
-    return UnknownModelError(f"unknown model {name!r}: neither a model name ({', '.join(PIPELINES)}) nor a checkpoint path")
+    return UnknownModelError(f"unknown model {name!r}: neither a model name ({', '.join(model_names())}) nor a checkpoint path")
+
+
+def _read_state(name: str) -> dict[str, Any] | None:
+    """A shipped model's or a checkpoint's dict (verified); None for a TF.js pipeline name."""
+    from posekit.zoo.checkpoints import read_checkpoint
+    from posekit.zoo.packaged import PACKAGED, packaged_state
+
+    if name in PIPELINES:
+        return None
+    if name in PACKAGED:
+        return packaged_state(name)
+    if not Path(name).exists():
+        raise _unknown_model(name)
+    return read_checkpoint(name)
 
 
 def is_top_down(name: str | Path) -> bool:
     """Whether a model name or checkpoint runs on person boxes (detector -> crops) rather than whole images."""
+    from posekit.zoo.checkpoints import family_class, read_checkpoint
+    from posekit.zoo.packaged import PACKAGED
+
     if str(name) in PIPELINES:
         return str(name) != "movenet-multipose"
+    if str(name) in PACKAGED:
+        return family_class(_read_state(str(name)), name).input_kind == "crops"
     if not Path(name).exists():
         raise _unknown_model(str(name))
-    from posekit.zoo.checkpoints import family_class, read_checkpoint
-
     return family_class(read_checkpoint(name, verify_weights=False), name).input_kind == "crops"
 
 
@@ -106,13 +130,11 @@ def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None =
 
         opts = TopDownOptions(**options)
         return TopDownPipeline(SinglePoseMoveNet("movenet-" + name_str.split("-")[1], margin=opts.margin), CenterNetDetector(), opts)
-    path = Path(name_str)
-    if not path.exists():
-        raise _unknown_model(name_str)
     from posekit.models.graph_trunks import TRUNKS
-    from posekit.zoo.checkpoints import family_class, model_from_checkpoint, read_checkpoint
+    from posekit.zoo.checkpoints import family_class, model_from_checkpoint
 
-    state = read_checkpoint(path)
+    path = Path(name_str)
+    state = _read_state(name_str)
     crops = family_class(state, path).input_kind == "crops"
     _check_options(options, topdown_opts if crops else set(), f"checkpoint {path}")
     backbone = (state["config"].get("model") or {}).get("backbone")

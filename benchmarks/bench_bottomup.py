@@ -1,0 +1,62 @@
+"""Bottom-up decoding cost: network ms and decoding (grouping) ms per image of a whole-image model at its
+own input size, on mosaics of held-out LSP-Extended persons with 1, 6 and 20 persons (1x1, 2x3, 4x5 tiles).
+One JSON line per measurement; no assertions.
+
+usage: .venv/bin/python benchmarks/bench_bottomup.py [--model higherhrnet-small] [--repeat 10] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from posekit.bench import machine
+from posekit.data.datasets import read_lsp
+from posekit.data.mosaic import MosaicSource
+from posekit.data.transforms import normalise
+from posekit.zoo.loader import load_model
+
+GRIDS = {1: (1, 1), 6: (2, 3), 20: (4, 5)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="higherhrnet-small", help="a whole-image model name or checkpoint")
+    ap.add_argument("--repeat", type=int, default=10, help="mosaics per person count")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("POSEKIT_TEST_DATA", "../shared/data")))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model).model.model  # ImagePipeline -> CheckpointImageModel -> PoseModel
+    size = model.input_size[0]
+    lsp = read_lsp(args.data / "lspet/joints.mat", args.data / "lspet/images")[9000:]
+    source = MosaicSource(lsp, model.spec.name)
+    rng = np.random.default_rng(0)
+    for persons, grid in GRIDS.items():
+        net, dec, found = [], [], []
+        for i in range(args.repeat + 1):  # the first is a warm-up
+            canvas, _, _ = source.make(rng, size, grid)
+            x = torch.from_numpy(normalise(canvas))[None]
+            t0 = time.perf_counter()
+            heat, tags = model.outputs(x)
+            t1 = time.perf_counter()
+            kp, _, _ = model.codec.decode(heat[0], tags[0])
+            t2 = time.perf_counter()
+            if i:
+                net.append(t1 - t0)
+                dec.append(t2 - t1)
+                found.append(len(kp))
+        cfg = {"model": str(args.model), "input": size, "persons": persons, "flip_test": model.cfg.flip_test, "threads": args.threads}
+        for name, values in (("network_ms", net), ("decode_ms", dec)):
+            print(json.dumps({"name": name, "config": cfg, "value": round(1000 * float(np.median(values)), 2), "unit": "ms (median)",
+                              "n": len(values), "persons_found_mean": round(float(np.mean(found)), 1), "machine": machine()}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Small trained models shipped inside the package (`posekit/zoo/models/NAME.safetensors`, at most 10 MB):
+fp16 weights with the family, spec and training config in the safetensors header, checked against the
+sha256 recorded here, each with the command that reproduces it. They load by name through `load_model`
+like the TF.js pipelines. A shipped model is replaced only by one that measures better."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from posekit.fileio import atomic_path
+from posekit.zoo.checkpoints import CheckpointError, read_checkpoint, state_sha256
+
+PACKAGED_FORMAT = "posekit-packaged/1"
+MODELS_DIR = Path(__file__).parent / "models"
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    description: str
+    sha256: str  # of the .safetensors file
+    command: str  # reproduces it (see README)
+
+
+PACKAGED: dict[str, PackagedModel] = {}
+
+
+def write_packaged(checkpoint: str | Path, out: str | Path) -> str:
+    """A checkpoint's weights as fp16 safetensors with its family, spec and config; returns the file's sha256."""
+    from safetensors.torch import save_file
+
+    state = read_checkpoint(checkpoint)
+    weights = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state["model"].items()}
+    meta = {"format": PACKAGED_FORMAT, "family": state["family"], "spec": state["spec"], "config": json.dumps(state["config"])}
+    with atomic_path(Path(out)) as tmp:
+        save_file(weights, str(tmp), metadata=meta)
+    return hashlib.sha256(Path(out).read_bytes()).hexdigest()
+
+
+def read_packaged(path: str | Path, expected_sha256: str | None = None) -> dict[str, Any]:
+    """A packaged model as a checkpoint-like dict (float32 weights) that `model_from_checkpoint` takes."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such packaged model")
+    data = path.read_bytes()
+    if expected_sha256 and hashlib.sha256(data).hexdigest() != expected_sha256:
+        raise CheckpointError(f"{path}: sha256 does not match the one recorded for it (corrupt or replaced file)")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            weights = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+        raise CheckpointError(f"{path}: not a readable safetensors file ({str(e)[:200]})") from e
+    if meta.get("format") != PACKAGED_FORMAT:
+        raise CheckpointError(f"{path}: not a posekit packaged model (format {meta.get('format')!r})")
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
+    return {"format": meta["format"], "family": meta["family"], "spec": meta["spec"], "config": json.loads(meta["config"]),
+            "model": weights, "weights_sha256": state_sha256(weights)}  # fmt: skip
+
+
+def packaged_state(name: str) -> dict[str, Any]:
+    entry = PACKAGED[name]
+    return read_packaged(MODELS_DIR / f"{name}.safetensors", entry.sha256)
+
+
+__all__ = ["PACKAGED", "PackagedModel", "packaged_state", "read_packaged", "write_packaged"]
