@@ -119,7 +119,9 @@ class WholeImageDataset(Dataset):
         else:
             canvas, kps, missing = self.mosaic.make(rng, self.size)
             ignore, mat = np.zeros((self.size, self.size), bool), np.eye(2, 3)
-        inside = (kps[:, :, 0] >= 0) & (kps[:, :, 0] <= self.size - 1) & (kps[:, :, 1] >= 0) & (kps[:, :, 1] <= self.size - 1)
+        # inside the input: within the extent of its pixels (centres at 0..size-1), as a joint on the image's last row is
+        lo, hi = -0.5, self.size - 0.5
+        inside = (kps[:, :, 0] >= lo) & (kps[:, :, 0] < hi) & (kps[:, :, 1] >= lo) & (kps[:, :, 1] < hi)
         kps[:, :, 2] = np.where(inside, kps[:, :, 2], 0)
         w, h = self.codec.heatmap_size
         small = cv2.resize(ignore.astype(np.uint8), (w, h), interpolation=cv2.INTER_AREA) > 0 if ignore.any() else np.zeros((h, w), bool)

@@ -73,9 +73,7 @@ class HigherHRNetModel(PoseModel):
     family = "higherhrnet"
     input_kind = "image"
     config_class = HigherHRNetConfig
-    # No OKS-NMS (as HigherHRNet evaluates): refinement fills a one-joint person's other joints from the
-    # heatmaps, so it can overlap a real person it does not duplicate; NMS would drop the real one's twin.
-    oks_nms = None
+    oks_nms = None  # HigherHRNet evaluates without pose NMS: grouping already gives each person once
     # what `posekit eval --oracle higherhrnet` scores: heatmaps at 1/4 only, and 1/4 + 1/2 aggregated
     oracle_variants: ClassVar[dict[str, dict]] = {"1/4": {"num_deconvs": 0}, "1/2 (+1/4)": {"num_deconvs": 1}}
 
