@@ -112,3 +112,44 @@ def test_codec_oracle_on_real_coco(data_dir: Path) -> None:
     # different persons closer than a heatmap peak is wide, annotated joints outside the image.
     assert quarter["coco/AP50"] >= 0.99 and half["coco/AP50"] >= 0.99
     assert quarter["coco/AP"] >= 0.97 and half["coco/AP"] >= 0.99, (quarter["coco/AP"], half["coco/AP"])
+
+
+def test_oracle_cli_refuses_what_it_cannot_score(tmp_path: Path, capsys) -> None:
+    from posekit.cli import main
+
+    (tmp_path / "gt.json").write_text("{}")
+    for argv, fragment in (
+        (["eval", "--oracle", "topdown", "--gt", str(tmp_path / "gt.json")], "not a whole-image family"),
+        (["eval", "--oracle", "higherhrnet", "--gt", str(tmp_path / "joints.mat")], "COCO-format"),
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert fragment in err and "\n" not in err, err
+
+
+def test_packaged_model_round_trip_and_checks(tmp_path: Path) -> None:
+    """A checkpoint shipped as fp16 safetensors rebuilds the same model (to fp16 precision); a file whose
+    sha256 differs from the recorded one, or a foreign file, is refused with one line."""
+    from dataclasses import asdict
+
+    from posekit.engine.config import Config, DataConfig
+    from posekit.zoo.checkpoints import CHECKPOINT_FORMAT, CheckpointError, model_from_checkpoint, state_sha256
+    from posekit.zoo.packaged import read_packaged, write_packaged
+
+    cfg = HigherHRNetConfig(backbone="resnet18", num_deconvs=1, deconv_channels=8, num_basic_blocks=1)
+    model = HigherHRNetModel(COCO17, (64, 64), cfg).eval()
+    weights = model.state_dict()
+    config = asdict(Config(data=DataConfig(input_size=(64, 64)), model=cfg))
+    torch.save({"format": CHECKPOINT_FORMAT, "family": "higherhrnet", "spec": "coco17", "config": config, "model": weights,
+                "weights_sha256": state_sha256(weights)}, tmp_path / "checkpoint.pt")  # fmt: skip
+    sha = write_packaged(tmp_path / "checkpoint.pt", tmp_path / "m.safetensors")
+    rebuilt = model_from_checkpoint("m", read_packaged(tmp_path / "m.safetensors", sha))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(model(x), rebuilt(x)):
+            torch.testing.assert_close(a, b, atol=2e-2, rtol=2e-2)
+    with pytest.raises(CheckpointError, match="sha256"):
+        read_packaged(tmp_path / "m.safetensors", "0" * 64)
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="not a readable"):
+        read_packaged(tmp_path / "bad.safetensors")
