@@ -108,8 +108,11 @@ def test_bad_configs_give_one_clear_line(tmp_path: Path, capsys) -> None:
     _one_line_error(capsys, ["train", str(tmp_path / "missing.yaml")], "cannot read the config")
     for setting, fragment in (("train.steps=abc", "train.steps: expected an integer"), ("train.batch_size=0", "batch_size must be > 0"),
                               ("train.steps", "expected KEY=VALUE"), ("data.input_size=[100]", "two positive integers"),
-                              ("data.val_range=[5,2]", "start < stop"), ("model.head=fancy", "model.head 'fancy'")):  # fmt: skip
+                              ("data.val_range=[5,2]", "start < stop"), ("model.head=fancy", "model.head 'fancy'"),
+                              ("train.device=tpu", "train.device 'tpu'")):  # fmt: skip
         _one_line_error(capsys, ["train", str(cfg), "--set", setting], fragment)
+    if not torch.cuda.is_available():
+        _one_line_error(capsys, ["train", str(cfg), "--set", "train.device=cuda"], "sees no CUDA device")
 
 
 @pytest.mark.slow
