@@ -25,7 +25,14 @@ class PackagedModel:
     command: str  # reproduces it (see README)
 
 
-PACKAGED: dict[str, PackagedModel] = {}
+PACKAGED: dict[str, PackagedModel] = {
+    "higherhrnet-small": PackagedModel(
+        "HigherHRNet heads on the MoveNet MultiPose trunk, 256x256 whole image, bottom-up; trained 1000 steps on this CPU",
+        "22955852f59224d859280251214986eb401c7dd8b12b687872583aaeaf72f8e7",
+        "posekit train configs/higherhrnet_small_mosaic.yaml --set data.num_workers=0 --out outputs/train/hh_r1, then "
+        "posekit.zoo.packaged.write_packaged('outputs/train/hh_r1/checkpoint.pt', 'posekit/zoo/models/higherhrnet-small.safetensors')",
+    ),
+}
 
 
 def write_packaged(checkpoint: str | Path, out: str | Path) -> str:
