@@ -153,3 +153,40 @@ def test_packaged_model_round_trip_and_checks(tmp_path: Path) -> None:
     (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match="not a readable"):
         read_packaged(tmp_path / "bad.safetensors")
+
+
+@pytest.mark.data
+@pytest.mark.weights
+def test_shipped_higherhrnet_small_is_intact_and_finds_people(tmp_path: Path, data_dir: Path, weights) -> None:
+    """The shipped model matches its recorded sha256, fits in 10 MB, and scores on the 20 coco-extra images
+    its training held out (images 70-89) what the README reports (AP 0.18 measured; a margin for threads)."""
+    import json
+
+    from posekit.cli import main
+    from posekit.zoo.packaged import MODELS_DIR, PACKAGED, packaged_state
+
+    path = MODELS_DIR / "higherhrnet-small.safetensors"
+    assert path.stat().st_size <= 10_000_000
+    state = packaged_state("higherhrnet-small")  # raises on a sha256 mismatch
+    assert state["family"] == "higherhrnet" and "higherhrnet_small_mosaic" in PACKAGED["higherhrnet-small"].command
+    gt = json.loads((data_dir / "coco-extra/annotations/person_keypoints_train2017.json").read_text())
+    held = gt["images"][70:90]
+    ids = {img["id"] for img in held}
+    (tmp_path / "heldout.json").write_text(json.dumps({**gt, "images": held, "annotations": [a for a in gt["annotations"] if a["image_id"] in ids]}))
+    stats = tmp_path / "stats.json"
+    assert main(["eval", "--gt", str(tmp_path / "heldout.json"), "--images", str(data_dir / "coco-extra/train2017"),
+                 "--model", "higherhrnet-small", "--out-dir", str(tmp_path / "e"), "--out", str(stats), "--quiet"]) == 0  # fmt: skip
+    assert json.loads(stats.read_text())["stats"]["AP"] >= 0.12
+
+
+def test_paper_scale_configs_build_the_paper_models() -> None:
+    from posekit.engine.config import load_config
+    from posekit.models import build_model
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for name, width, size in (("higherhrnet_w32_512_coco.yaml", 32, 512), ("higherhrnet_w48_640_coco.yaml", 48, 640)):
+        cfg = load_config(root / name)
+        assert cfg.data.input_size == (size, size) and cfg.model.family == "higherhrnet" and cfg.train.device == "auto"
+        model = build_model(cfg.model, COCO17, cfg.data.input_size)
+        assert model.backbone.out_channels == width and model.strides == (4, 2)
+        assert len(model.deconvs) == 1 and len(model.deconvs[0].blocks) == 4
