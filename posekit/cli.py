@@ -162,6 +162,8 @@ def _eval_oracle(args: argparse.Namespace) -> int:
         raise PosekitError(f"--oracle {args.oracle!r}: not a whole-image family; choose from {', '.join(families)}")
     if args.gt.suffix != ".json":
         raise PosekitError(f"--oracle needs COCO-format ground truth (.json); got {args.gt}")
+    if args.input_size <= 0 or args.input_size % 32:
+        raise PosekitError(f"--input-size {args.input_size}: a positive multiple of 32 (the models' inputs are)")
     rows = {}
     for name, options in families[args.oracle].oracle_variants.items():
         stats = codec_oracle(args.oracle, args.gt, args.images, args.input_size, args.quiet, **options)

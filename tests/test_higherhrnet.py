@@ -121,6 +121,8 @@ def test_oracle_cli_refuses_what_it_cannot_score(tmp_path: Path, capsys) -> None
     for argv, fragment in (
         (["eval", "--oracle", "topdown", "--gt", str(tmp_path / "gt.json")], "not a whole-image family"),
         (["eval", "--oracle", "higherhrnet", "--gt", str(tmp_path / "joints.mat")], "COCO-format"),
+        (["eval", "--oracle", "higherhrnet", "--gt", str(tmp_path / "gt.json"), "--input-size", "100"], "multiple of 32"),
+        (["eval", "--oracle", "higherhrnet", "--gt", str(tmp_path / "gt.json")], "gt.json"),
     ):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
