@@ -129,6 +129,8 @@ def _eval(args: argparse.Namespace) -> int:
         from posekit.pipeline.predict import run_predict
 
         dataset = DATASET_OF_SPEC.get(args.spec, "coco") if args.spec else detect_dataset(args.gt)
+        if args.mosaics < 0 or (args.mosaics and dataset != "lsp"):
+            raise PosekitError(f"--mosaics {args.mosaics}: a positive count of mosaics, tiled from LSP ground truth (this is {dataset})")
         if dataset == "lsp":
             return _eval_lsp_model(args)
         if dataset not in ("coco", "crowdpose") or args.gt.suffix != ".json":

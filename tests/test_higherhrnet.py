@@ -123,6 +123,7 @@ def test_oracle_cli_refuses_what_it_cannot_score(tmp_path: Path, capsys) -> None
         (["eval", "--oracle", "higherhrnet", "--gt", str(tmp_path / "joints.mat")], "COCO-format"),
         (["eval", "--oracle", "higherhrnet", "--gt", str(tmp_path / "gt.json"), "--input-size", "100"], "multiple of 32"),
         (["eval", "--oracle", "higherhrnet", "--gt", str(tmp_path / "gt.json")], "gt.json"),
+        (["eval", "--model", "movenet-multipose", "--gt", str(tmp_path / "gt.json"), "--images", str(tmp_path), "--mosaics", "5"], "--mosaics 5"),
     ):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
