@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from posekit.api import PIPELINES
 from posekit.bench import bench_pipelines, machine
 from posekit.models.tfjs_models import SinglePoseMoveNet
 from posekit.runtime import tune_malloc
+from posekit.zoo.loader import model_names
 
 
 def person_images(data: Path) -> list[Path]:
@@ -55,12 +55,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--models", nargs="+", default=model_names(), help="model names or checkpoints (default: every named model)")
+    ap.add_argument("--no-crops", action="store_true", help="skip the batched-crop measurement")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = Path(os.environ.get("POSEKIT_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    for record in bench_pipelines(list(PIPELINES), person_images(data), args.repeat, args.threads):
+    for record in bench_pipelines(args.models, person_images(data), args.repeat, args.threads):
         print(json.dumps(record), flush=True)
-    for record in bench_crops(8, args.repeat * 2):
+    for record in () if args.no_crops else bench_crops(8, args.repeat * 2):
         print(json.dumps(record), flush=True)
 
 
