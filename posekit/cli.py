@@ -156,18 +156,16 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _eval_oracle(args: argparse.Namespace) -> int:
     """Encode the ground truth with a whole-image family's codec, decode it with the family's decoder, score."""
-    from posekit.evaluation.oracle import codec_oracle, oracle_families
+    from posekit.evaluation.oracle import codec_oracle, oracle_family
     from posekit.fileio import atomic_write_json
 
-    families = oracle_families()
-    if args.oracle not in families:
-        raise PosekitError(f"--oracle {args.oracle!r}: not a whole-image family; choose from {', '.join(families)}")
+    variants = oracle_family(args.oracle).oracle_variants
     if args.gt.suffix != ".json":
         raise PosekitError(f"--oracle needs COCO-format ground truth (.json); got {args.gt}")
     if args.input_size <= 0 or args.input_size % 32:
         raise PosekitError(f"--input-size {args.input_size}: a positive multiple of 32 (the models' inputs are)")
     rows = {}
-    for name, options in families[args.oracle].oracle_variants.items():
+    for name, options in variants.items():
         stats = codec_oracle(args.oracle, args.gt, args.images, args.input_size, args.quiet, **options)
         rows[name] = stats
         print(f"oracle {args.oracle} heatmaps {name} at {args.input_size}x{args.input_size}: AP {stats['coco/AP']:.3f}  AP50 "

@@ -29,14 +29,9 @@ def _oracle_ap(samples, size: int) -> float:
     data = WholeImageDataset(samples, codec, size, False, "coco17")
     per_image = {}
     for i in range(len(data)):
-        item = data[i]
-        w = codec.heatmap_size[0]
-        offsets = np.zeros((17, 2, w, w), np.float32)
-        for idx, off, ow in zip(item["center_index"].numpy(), item["offsets"].numpy(), item["offset_weights"].numpy()):
-            if ow.any():
-                offsets[:, :, idx // w, idx % w] = off
-        kp, kps, cs = codec.decode(item["center_heatmap"].numpy()[0], item["keypoint_heatmaps"].numpy(), offsets)
-        kp = apply_inverse(np.repeat(item["matrix"][None].numpy(), len(kp), 0), kp)
+        item = {k: v.numpy() for k, v in data[i].items()}
+        kp, kps, cs = codec.oracle_decode(item)
+        kp = apply_inverse(np.repeat(item["matrix"][None], len(kp), 0), kp)
         per_image[data.image_id(i)] = [poses_from_keypoints(kp, kps, cs, "coco17", np.array(COCO17.sigmas))]
     return evaluate_samples(samples, results_from_poses(per_image, np.array(COCO17.sigmas)))["coco/AP"]
 

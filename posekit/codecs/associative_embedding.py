@@ -153,7 +153,7 @@ class AssociativeEmbeddingCodec:
     # ------------------------------------------------------------------ decoding
     def aggregate(self, heatmaps: list[torch.Tensor], tags: torch.Tensor, size: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Heatmaps [N,K,h_i,w_i] of every resolution -> their mean at `size` (h, w; default the input
-        size) [N,K,H,W]; tags [N,K,h,w] -> [N,K,H,W], bilinearly upsampled."""
+        size) [N,K,H,W], bilinearly upsampled; tags [N,K,h,w] -> [N,K,H,W] (`TAG_UPSAMPLING`)."""
         size = size or (self.input_size[1], self.input_size[0])
 
         def up(m: torch.Tensor, mode: str) -> torch.Tensor:

@@ -18,10 +18,14 @@ from posekit.data.wholeimage import WholeImageDataset
 from posekit.errors import PosekitError
 
 
-def oracle_families() -> dict[str, type]:
+def oracle_family(family: str) -> type:
+    """The model class of a whole-image family (the ones a codec oracle applies to), or a one-line error."""
     from posekit.models import FAMILIES
 
-    return {name: cls for name, cls in FAMILIES.items() if cls.input_kind == "image"}
+    families = {name: cls for name, cls in FAMILIES.items() if cls.input_kind == "image"}
+    if family not in families:
+        raise PosekitError(f"--oracle {family!r}: not a whole-image family; choose from {', '.join(families)}")
+    return families[family]
 
 
 def codec_oracle(family: str, gt: Path, images: Path | None, input_size: int = 512, quiet: bool = True, **model_options: Any) -> dict[str, float]:
@@ -30,10 +34,7 @@ def codec_oracle(family: str, gt: Path, images: Path | None, input_size: int = 5
     from posekit.evaluation.run import evaluate_samples
     from posekit.models.base import poses_from_keypoints
 
-    families = oracle_families()
-    if family not in families:
-        raise PosekitError(f"--oracle {family!r}: not a whole-image family; choose from {', '.join(families)}")
-    cls = families[family]
+    cls = oracle_family(family)
     samples = read_coco(gt, images)
     if not samples:
         raise PosekitError(f"{gt}: no images with annotations")

@@ -94,12 +94,12 @@ def _read_state(name: str) -> dict[str, Any] | None:
 def is_top_down(name: str | Path) -> bool:
     """Whether a model name or checkpoint runs on person boxes (detector -> crops) rather than whole images."""
     from posekit.zoo.checkpoints import family_class, read_checkpoint
-    from posekit.zoo.packaged import PACKAGED
+    from posekit.zoo.packaged import PACKAGED, packaged_family
 
     if str(name) in PIPELINES:
         return str(name) != "movenet-multipose"
     if str(name) in PACKAGED:
-        return family_class(_read_state(str(name)), name).input_kind == "crops"
+        return family_class({"family": packaged_family(str(name))}, name).input_kind == "crops"
     if not Path(name).exists():
         raise _unknown_model(str(name))
     return family_class(read_checkpoint(name, verify_weights=False), name).input_kind == "crops"

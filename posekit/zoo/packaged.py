@@ -75,4 +75,17 @@ def packaged_state(name: str) -> dict[str, Any]:
     return read_packaged(MODELS_DIR / f"{name}.safetensors", entry.sha256)
 
 
-__all__ = ["PACKAGED", "PackagedModel", "packaged_state", "read_packaged", "write_packaged"]
+def packaged_family(name: str) -> str:
+    """A shipped model's family, from the safetensors header alone (no weights read, no hash: a cheap look
+    before the load that verifies them)."""
+    from safetensors import safe_open
+
+    path = MODELS_DIR / f"{name}.safetensors"
+    try:
+        with safe_open(str(path), "pt") as f:
+            return (f.metadata() or {})["family"]
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+        raise CheckpointError(f"{path}: not a readable posekit packaged model ({str(e)[:200]})") from e
+
+
+__all__ = ["PACKAGED", "PackagedModel", "packaged_family", "packaged_state", "read_packaged", "write_packaged"]
