@@ -168,7 +168,7 @@ def _eval_oracle(args: argparse.Namespace) -> int:
     for name, options in variants.items():
         stats = codec_oracle(args.oracle, args.gt, args.images, args.input_size, args.quiet, **options)
         rows[name] = stats
-        print(f"oracle {args.oracle} heatmaps {name} at {args.input_size}x{args.input_size}: AP {stats['coco/AP']:.3f}  AP50 "
+        print(f"oracle {args.oracle} {name} at {args.input_size}x{args.input_size}: AP {stats['coco/AP']:.3f}  AP50 "
               f"{stats['coco/AP50']:.3f}  AP75 {stats['coco/AP75']:.3f}  APM {stats['coco/APM']:.3f}  APL {stats['coco/APL']:.3f}")  # fmt: skip
     if args.out:
         atomic_write_json(args.out, {"oracle": args.oracle, "gt": str(args.gt), "input_size": args.input_size, "stats": rows}, indent=1)

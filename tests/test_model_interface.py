@@ -131,6 +131,9 @@ def test_trained_checkpoints_run_in_predict_track_and_eval(tmp_path: Path, data_
         "higherhrnet": load_config(ROOT / "configs" / "higherhrnet_small_mosaic.yaml",
                                    {"data.input_size": [128, 128], "data.mosaic.count": 8, "data.num_workers": 0, "train.batch_size": 4,
                                     "train.steps": 2, "data.train_range": [0, 4], "data.val_range": [70, 72]}),
+        "posedet": load_config(ROOT / "configs" / "posedet_small_mosaic.yaml",
+                               {"data.input_size": [128, 128], "data.mosaic.count": 8, "data.num_workers": 0, "train.batch_size": 4,
+                                "train.steps": 2, "data.train_range": [0, 4], "data.val_range": [70, 72]}),
         "topdown": load_config(ROOT / "configs" / "overfit_coco_mini.yaml", {"data.input_size": [64, 64], "model.head_channels": 16,
                                                                              "train.batch_size": 4, "train.steps": 2}),
     }  # fmt: skip

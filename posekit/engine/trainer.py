@@ -117,7 +117,7 @@ class Trainer:
         self.spec = get_spec(train[0].spec)
         try:
             self.model = build_model(cfg.model, self.spec, cfg.data.input_size)
-        except KeyError as e:  # unknown backbone / head
+        except (KeyError, ValueError) as e:  # unknown backbone / head, an option the family refuses
             raise ConfigError(f"{cfg.name}: {e.args[0]}") from e
         if any(side % self.model.size_divisor for side in cfg.data.input_size):
             raise ConfigError(

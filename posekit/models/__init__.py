@@ -8,11 +8,17 @@ from posekit.models.backbones import build_backbone
 from posekit.models.base import PoseModel
 from posekit.models.centerpose import CenterPoseModel
 from posekit.models.higherhrnet import HigherHRNetModel
+from posekit.models.posedet import PoseDetModel
 from posekit.models.topdown import TopDownModel
 from posekit.structures import KeypointSpec
 
 # family name (model.family in configs) -> model class; each class has `config_class`.
-FAMILIES: dict[str, type[PoseModel]] = {"topdown": TopDownModel, "centerpose": CenterPoseModel, "higherhrnet": HigherHRNetModel}
+FAMILIES: dict[str, type[PoseModel]] = {
+    "topdown": TopDownModel,
+    "centerpose": CenterPoseModel,
+    "higherhrnet": HigherHRNetModel,
+    "posedet": PoseDetModel,
+}
 
 
 def build_model(model_cfg: Any, spec: KeypointSpec, input_size: tuple[int, int]) -> PoseModel:

@@ -4,7 +4,10 @@ stage-3 HRNet of DistilPose, and TokenPose's stem ("stemnet").
 
 `build_backbone(name)` returns the backbone alone; its state-dict keys carry no prefix. Every backbone
 has `out_channels`, `stride` (of its output feature map) and `size_divisor` (input sides must be
-multiples of it, else feature maps of different branches or the targets no longer line up).
+multiples of it, else feature maps of different branches or the targets no longer line up). Those a
+feature pyramid can sit on also have `forward_features(x)` (maps finest first) with `feature_strides`
+and `feature_channels`: ResNet (C2-C5), the `hrnet_*_pyramid` variants (every branch of the last
+module) and the graph trunks.
 """
 
 from __future__ import annotations
@@ -47,10 +50,17 @@ class ResNetBackbone(nn.Module):
                 setattr(block, name, DeformConv3x3(getattr(block, name)))
         self.out_channels = 512 if depth < 50 else 2048
         self.stride = self.size_divisor = 32
+        self.feature_strides = [4, 8, 16, 32]
+        self.feature_channels = [self.out_channels // 8, self.out_channels // 4, self.out_channels // 2, self.out_channels]
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        c2 = self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))
+        c3 = self.layer2(c2)
+        c4 = self.layer3(c3)
+        return [c2, c3, c4, self.layer4(c4)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.forward_features(x)[-1]
 
 
 # ---------------------------------------------------------------- HRNet (official names: pose_hrnet.py)
@@ -183,11 +193,12 @@ class StemNet(nn.Module):
 class HRNet(StemNet):
     """HRNet as in the official pose_hrnet.py: stem, layer1 (4 Bottlenecks), stages 2-4 of 1/4/3
     modules with 4 BasicBlocks per branch; returns the highest-resolution branch (stride 4).
-    `num_stages=3` gives the stage-3 HRNet used by DistilPose-L."""
+    `num_stages=3` gives the stage-3 HRNet used by DistilPose-L; `multi_scale` keeps every branch of the
+    last module (`forward_features`, for a feature pyramid)."""
 
     STAGE_MODULES = {2: 1, 3: 4, 4: 3}
 
-    def __init__(self, width: int, num_stages: int = 4) -> None:
+    def __init__(self, width: int, num_stages: int = 4, multi_scale: bool = False) -> None:
         super().__init__()  # stem + layer1, the same modules and names as TokenPose's stemnet
         pre = [256]
         self.num_stages = num_stages
@@ -198,20 +209,25 @@ class HRNet(StemNet):
             setattr(
                 self,
                 f"stage{s}",
-                nn.Sequential(*[HighResolutionModule(cur, 4, not (s == num_stages and m == modules - 1)) for m in range(modules)]),
+                nn.Sequential(*[HighResolutionModule(cur, 4, multi_scale or not (s == num_stages and m == modules - 1)) for m in range(modules)]),
             )
             pre = cur
         self.out_channels = width
         self.stride = 4
         self.size_divisor = 4 * 2 ** (num_stages - 1)  # the lowest-resolution branch must tile the input exactly
+        self.feature_strides = [4 * 2**b for b in range(num_stages)] if multi_scale else [4]
+        self.feature_channels = [width * 2**b for b in range(num_stages)] if multi_scale else [width]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         xs = [self.layer1(self.stem(x))]
         for s in range(2, self.num_stages + 1):
             trans = getattr(self, f"transition{s - 1}")
             xs = [(t(xs[i] if i < len(xs) else xs[-1]) if t is not None else xs[i]) for i, t in enumerate(trans)]
             xs = getattr(self, f"stage{s}")(xs)
-        return xs[0]
+        return xs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)[0]
 
 
 BACKBONES = {
@@ -226,6 +242,8 @@ BACKBONES = {
     "hrnet_w32": lambda: HRNet(32),
     "hrnet_w48": lambda: HRNet(48),
     "hrnet_w48_stage3": lambda: HRNet(48, num_stages=3),
+    "hrnet_w32_pyramid": lambda: HRNet(32, multi_scale=True),
+    "hrnet_w48_pyramid": lambda: HRNet(48, multi_scale=True),
     "stemnet": StemNet,
 }
 
