@@ -44,3 +44,16 @@ def weights() -> None:
         fetch(tarball=Path(tarball) if tarball else None, log=lambda *_: None)
     except WeightsError as e:
         missing(f"pretrained weights unavailable: {e}")
+
+
+@pytest.fixture(scope="session")
+def coco_extra_heldout(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """COCO ground truth of the 20 coco-extra images (70-89) the small whole-image configs never train on."""
+    import json
+
+    gt = json.loads((data_dir / "coco-extra/annotations/person_keypoints_train2017.json").read_text())
+    held = gt["images"][70:90]
+    ids = {img["id"] for img in held}
+    path = tmp_path_factory.mktemp("heldout") / "heldout.json"
+    path.write_text(json.dumps({**gt, "images": held, "annotations": [a for a in gt["annotations"] if a["image_id"] in ids]}))
+    return path

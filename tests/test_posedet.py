@@ -171,3 +171,4 @@ def test_paper_scale_config_builds_the_paper_model() -> None:
     with torch.no_grad():
         logits, _, _ = model(torch.zeros(1, 3, 128, 128))
     assert logits.shape == (1, 16 * 16 + 8 * 8 + 4 * 4 + 2 * 2)
+
