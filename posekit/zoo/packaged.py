@@ -32,6 +32,13 @@ PACKAGED: dict[str, PackagedModel] = {
         "posekit train configs/higherhrnet_small_mosaic.yaml --set data.num_workers=0 --out outputs/train/hh_r1, then "
         "posekit.zoo.packaged.write_packaged('outputs/train/hh_r1/checkpoint.pt', 'posekit/zoo/models/higherhrnet-small.safetensors')",
     ),
+    "posedet-small": PackagedModel(
+        "PoseDet heads (pose embedding by deformable sampling) on the MoveNet MultiPose trunk, 256x256 whole image, single-stage; "
+        "trained 1500 steps on this CPU: weak (README)",
+        "5f3facd81b5c57d4afdbcadfc73b9c8bfe285c4aab91b12ee86272ce34e0e427",
+        "posekit train configs/posedet_small_mosaic.yaml --set train.steps=1500 --out outputs/train/posedet_small, then "
+        "posekit.zoo.packaged.write_packaged('outputs/train/posedet_small/checkpoint.pt', 'posekit/zoo/models/posedet-small.safetensors')",
+    ),
 }
 
 
