@@ -13,7 +13,6 @@ from tqdm import tqdm
 
 from posekit.data.datasets import read_coco
 from posekit.data.specs import get_spec
-from posekit.data.transforms import apply_inverse
 from posekit.data.wholeimage import WholeImageDataset
 from posekit.errors import PosekitError
 
@@ -32,7 +31,7 @@ def codec_oracle(family: str, gt: Path, images: Path | None, input_size: int = 5
     """COCO keypoint stats of the family's codec round trip on every image of `gt` (COCO format)."""
     from posekit.engine.trainer import results_from_poses
     from posekit.evaluation.run import evaluate_samples
-    from posekit.models.base import poses_from_keypoints
+    from posekit.models.base import image_poses
 
     cls = oracle_family(family)
     samples = read_coco(gt, images)
@@ -46,6 +45,5 @@ def codec_oracle(family: str, gt: Path, images: Path | None, input_size: int = 5
     for i in tqdm(range(len(data)), desc=f"oracle {family}", unit="image", disable=quiet or None, leave=False):
         item = {k: v.numpy() for k, v in data[i].items()}
         kp, kp_scores, scores = codec.oracle_decode(item)
-        kp = apply_inverse(np.repeat(item["matrix"][None], len(kp), 0), kp)
-        per_image[data.image_id(i)] = [poses_from_keypoints(kp, kp_scores, scores, spec.name, sigmas, cls.oks_nms)]
+        per_image[data.image_id(i)] = [image_poses(kp, kp_scores, scores, item["matrix"], spec, cls.oks_nms)]
     return evaluate_samples(samples, results_from_poses(per_image, sigmas, cls.oks_nms))

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from posekit.codecs.nms import oks_nms
+from posekit.data.transforms import apply_inverse
 from posekit.structures import KeypointSpec, Poses
 
 BOX_KEYPOINT_THRESHOLD = 0.2  # keypoints that make a whole-image pose's box
@@ -73,3 +74,11 @@ def poses_from_keypoints(keypoints: np.ndarray, kp_scores: np.ndarray, scores: n
     boxes = np.concatenate([lo, hi], 1)
     poses = Poses(keypoints, kp_scores, boxes, scores, spec)
     return poses if nms_threshold is None else poses.select(oks_nms(keypoints, scores, boxes, sigmas, nms_threshold))
+
+
+def image_poses(keypoints: np.ndarray, kp_scores: np.ndarray, scores: np.ndarray, matrix: np.ndarray, spec: KeypointSpec,
+                nms_threshold: float | None = OKS_NMS_THRESHOLD) -> Poses:  # fmt: skip
+    """One whole image's decoded poses, keypoints [P,K,2] in input pixels, back in image pixels through the
+    inverse of `matrix` [2,3] (image -> input), as `poses_from_keypoints` makes them."""
+    keypoints = apply_inverse(np.repeat(np.asarray(matrix)[None], len(keypoints), 0), keypoints)
+    return poses_from_keypoints(keypoints, kp_scores, scores, spec.name, np.array(spec.sigmas), nms_threshold)

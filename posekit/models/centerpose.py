@@ -15,9 +15,8 @@ from torch import nn
 from posekit.codecs.center_offset import CenterOffsetCodec
 from posekit.codecs.heatmap import flip_permutation
 from posekit.codecs.nms import instance_scores
-from posekit.data.transforms import apply_inverse
 from posekit.models.backbones import build_backbone
-from posekit.models.base import PoseModel, poses_from_keypoints
+from posekit.models.base import PoseModel, image_poses
 from posekit.models.heads import SeparableHead
 from posekit.structures import KeypointSpec, Poses
 
@@ -110,10 +109,9 @@ class CenterPoseModel(PoseModel):
 
     def predict(self, batch: dict[str, torch.Tensor]) -> list[Poses]:
         centers, heats, offs = self.outputs(batch["image"])
-        sigmas = np.array(self.spec.sigmas)
+        matrices = batch["matrix"].cpu().numpy()
         out = []
         for i in range(len(centers)):
             kp, kps, cs = self.codec.decode(centers[i], heats[i], offs[i], self.cfg.max_persons, self.cfg.min_center_score)
-            kp = apply_inverse(np.repeat(batch["matrix"][i : i + 1].cpu().numpy(), len(kp), 0), kp)
-            out.append(poses_from_keypoints(kp, kps, instance_scores(cs, kps, KEYPOINT_SCORE_THRESHOLD), self.spec.name, sigmas))
+            out.append(image_poses(kp, kps, instance_scores(cs, kps, KEYPOINT_SCORE_THRESHOLD), matrices[i], self.spec))
         return out

@@ -16,16 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from posekit.codecs.associative_embedding import AssociativeEmbeddingCodec, ae_loss, grouping_order, heatmap_mse
 from posekit.codecs.heatmap import flip_permutation
-from posekit.data.transforms import apply_inverse
 from posekit.models.backbones import BN_MOMENTUM, BasicBlock, build_backbone
-from posekit.models.base import PoseModel, poses_from_keypoints
+from posekit.models.base import PoseModel, image_poses
 from posekit.structures import KeypointSpec, Poses
 
 
@@ -156,11 +154,5 @@ class HigherHRNetModel(PoseModel):
 
     def predict(self, batch: dict[str, torch.Tensor]) -> list[Poses]:
         heat, tags = self.outputs(batch["image"])
-        heat, tags = heat.cpu(), tags.cpu()
-        sigmas = np.array(self.spec.sigmas)
-        out = []
-        for i in range(len(heat)):
-            kp, kps, scores = self.codec.decode(heat[i], tags[i])
-            kp = apply_inverse(np.repeat(batch["matrix"][i : i + 1].cpu().numpy(), len(kp), 0), kp)
-            out.append(poses_from_keypoints(kp, kps, scores, self.spec.name, sigmas, None))
-        return out
+        heat, tags, matrices = heat.cpu(), tags.cpu(), batch["matrix"].cpu().numpy()
+        return [image_poses(*self.codec.decode(heat[i], tags[i]), matrices[i], self.spec, None) for i in range(len(heat))]

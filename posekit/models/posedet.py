@@ -37,9 +37,8 @@ from torchvision.ops import deform_conv2d, sigmoid_focal_loss
 
 from posekit.codecs.heatmap import flip_permutation
 from posekit.codecs.posedet import PoseDetCodec
-from posekit.data.transforms import apply_inverse
 from posekit.models.backbones import build_backbone
-from posekit.models.base import PoseModel, poses_from_keypoints
+from posekit.models.base import PoseModel, image_poses
 from posekit.structures import KeypointSpec, Poses
 
 
@@ -282,10 +281,5 @@ class PoseDetModel(PoseModel):
 
     def predict(self, batch: dict[str, torch.Tensor]) -> list[Poses]:
         scores, poses = self.outputs(batch["image"])
-        sigmas = np.array(self.spec.sigmas)
-        out = []
-        for i in range(len(scores)):
-            kp, kps, s = self.codec.decode(scores[i], poses[i])
-            kp = apply_inverse(np.repeat(batch["matrix"][i : i + 1].cpu().numpy(), len(kp), 0), kp)
-            out.append(poses_from_keypoints(kp, kps, s, self.spec.name, sigmas, None))
-        return out
+        matrices = batch["matrix"].cpu().numpy()
+        return [image_poses(*self.codec.decode(scores[i], poses[i]), matrices[i], self.spec, None) for i in range(len(scores))]
