@@ -222,10 +222,12 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from posekit import __version__
     from posekit.api import DEFAULT_MODEL, PIPELINES
     from posekit.data.specs import SPECS
 
     p = argparse.ArgumentParser(prog="posekit", description="Multi-person 2D human pose estimation on real pretrained weights.")
+    p.add_argument("--version", action="version", version=f"posekit {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from posekit.zoo.packaged import PACKAGED
 

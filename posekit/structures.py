@@ -57,6 +57,11 @@ class Poses:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def __repr__(self) -> str:  # the dataclass default prints every array in full
+        shown = ", ".join(f"{v:.2f}" for v in self.scores[:5]) + (", ..." if len(self) > 5 else "")
+        tracks = "" if self.track_ids is None else f", track ids {self.track_ids[:5].tolist()}"
+        return f"Poses({len(self)} persons, {self.spec}, {self.keypoints.shape[1]} keypoints, scores [{shown}]{tracks})"
+
     @classmethod
     def concat(cls, items: list[Poses]) -> Poses:
         """The persons of several `Poses` of one image and spec, in order (track ids and meta dropped)."""

@@ -13,11 +13,13 @@ from posekit.fileio import atomic_path, atomic_write_bytes, atomic_write_json
 from posekit.structures import Poses
 from posekit.viz.draw import draw_poses
 
-COCO_NAME = re.compile(r"^(\d{12})\.(jpg|jpeg|png)$", re.IGNORECASE)
+# 000000123456.jpg (COCO 2017) and COCO_val2014_000000123456.jpg (COCO 2014)
+COCO_NAME = re.compile(r"^(?:COCO_[a-z]+\d{4}_)?(\d{12})\.(jpg|jpeg|png)$", re.IGNORECASE)
 
 
 class ImageIds:
-    """COCO image ids: parsed from COCO file names (000000123456.jpg -> 123456), else sequential."""
+    """COCO image ids: parsed from COCO file names (000000123456.jpg or COCO_val2014_000000123456.jpg -> 123456),
+    else sequential."""
 
     def __init__(self) -> None:
         self.by_source: dict[str, int] = {}
