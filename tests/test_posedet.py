@@ -103,6 +103,9 @@ def test_model_loss_terms_and_predict_shapes() -> None:
     batch["matrix"] = torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]]).repeat(2, 1, 1)
     out = model.predict(batch)
     assert len(out) == 2 and all(p.keypoints.shape[1:] == (17, 2) for p in out)
+    # candidates follow the input actually given, not only the trained size (flip test: both passes)
+    scores, poses = model.outputs(torch.zeros(1, 3, 192, 128))
+    assert scores.shape == (1, 2 * (16 * 24 + 8 * 12 + 4 * 6 + 2 * 3)) and poses.shape == (1, scores.shape[1], 17, 2)
 
 
 @pytest.mark.data

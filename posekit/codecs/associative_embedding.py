@@ -54,6 +54,14 @@ REFINE_TOP = 20  # persons refined, best first: COCO scores 20 per image, and ea
 TAG_UPSAMPLING = "nearest-exact"
 
 
+def pool_mask(mask: np.ndarray, factor: int) -> np.ndarray:
+    """A bool mask [h*f, w*f] pooled to [h, w]: a cell is set when any of its f x f pixels is."""
+    if factor == 1:
+        return mask
+    h, w = mask.shape[0] // factor, mask.shape[1] // factor
+    return mask.reshape(h, factor, w, factor).any((1, 3))
+
+
 def grouping_order(spec: KeypointSpec) -> tuple[int, ...]:
     def rank(name: str) -> int:
         return next((i for i, kw in enumerate(GROUPING_KEYWORDS) if kw in name), len(GROUPING_KEYWORDS))
@@ -108,10 +116,8 @@ class AssociativeEmbeddingCodec:
         for s in self.strides:
             w, h = self.size_at(s)
             heat = np.zeros((k, h, w), np.float32)
-            r = s // finest  # ignore mask of the finest map pooled to this one
-            ig = ignore.reshape(h, r, w, r).any((1, 3)) if r > 1 else ignore
             weights = np.ones((k, h, w), np.float32)
-            weights[:, ig] = 0.0
+            weights[:, pool_mask(ignore, s // finest)] = 0.0  # the finest map's ignore mask pooled to this one
             for person, miss in people:
                 labelled = person[:, 2] > 0
                 xy = (person[:, :2].astype(np.float32) + 0.5) / s - 0.5

@@ -27,14 +27,31 @@ no per-joint confidence: each joint gets the pose's score.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
-from posekit.codecs.associative_embedding import AssociativeEmbeddingCodec
+from posekit.codecs.associative_embedding import AssociativeEmbeddingCodec, pool_mask
 from posekit.codecs.nms import box_nms, oks_nms
 
 MIN_AREA = 16.0**2  # input pixels^2: OKS scale of a person whose joints span (almost) nothing
 BASE_SCALE = 4  # RepPoints: a person of side 4 s belongs to the level of stride s
+
+
+@lru_cache(maxsize=16)
+def candidate_grid(strides: tuple[int, ...], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Every candidate's position [L,2] (input pixels) and stride [L] for an input of `size` (w, h), in
+    candidate order; read-only (cached)."""
+    xy, st = [], []
+    for s in strides:
+        w, h = size[0] // s, size[1] // s
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        xy.append(np.stack([xs.ravel(), ys.ravel()], -1) * s + (s - 1) / 2)
+        st.append(np.full(w * h, s, np.float32))
+    out = np.concatenate(xy), np.concatenate(st)
+    for a in out:
+        a.setflags(write=False)
+    return out
 
 
 @dataclass
@@ -66,14 +83,8 @@ class PoseDetCodec:
         return self.size_at(self.strides[0])
 
     def candidates(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every candidate's position [L,2] (input pixels) and stride [L]."""
-        xy, st = [], []
-        for s in self.strides:
-            w, h = self.size_at(s)
-            ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-            xy.append(np.stack([xs.ravel(), ys.ravel()], -1) * s + (s - 1) / 2)
-            st.append(np.full(w * h, s, np.float32))
-        return np.concatenate(xy), np.concatenate(st)
+        """Every candidate's position [L,2] (input pixels) and stride [L] at `input_size`."""
+        return candidate_grid(tuple(self.strides), tuple(self.input_size))
 
     def level_of(self, box_wh: np.ndarray) -> np.ndarray:
         """Level index (into `strides`) of persons whose joints' box is `box_wh` [N,2]."""
@@ -87,11 +98,8 @@ class PoseDetCodec:
         annotate), ignore [h,w] bool at `heatmap_size` -> targets (see the module doc)."""
         k, m = self.num_keypoints, self.max_persons
         out = {key: v for key, v in self.heatmap_codec.encode(keypoints, missing, ignore).items() if key.startswith("heatmap")}
-        weights = []
-        for s in self.strides:  # the finest level's ignore mask pooled to each level
-            w, h = self.size_at(s)
-            r = s // self.strides[0]
-            weights.append(~(ignore.reshape(h, r, w, r).any((1, 3)) if r > 1 else ignore).ravel())
+        # the finest level's ignore mask pooled to each level
+        weights = [~pool_mask(ignore, s // self.strides[0]).ravel() for s in self.strides]
         out["candidate_weights"] = np.concatenate(weights).astype(np.float32)
         people = [p for p in keypoints if (p[:, 2] > 0).any()][:m]
         gt = np.zeros((m, k, 3), np.float32)

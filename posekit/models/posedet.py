@@ -36,7 +36,7 @@ from torch import nn
 from torchvision.ops import deform_conv2d, sigmoid_focal_loss
 
 from posekit.codecs.heatmap import flip_permutation
-from posekit.codecs.posedet import PoseDetCodec
+from posekit.codecs.posedet import PoseDetCodec, candidate_grid
 from posekit.models.backbones import build_backbone
 from posekit.models.base import PoseModel, image_poses
 from posekit.structures import KeypointSpec, Poses
@@ -168,7 +168,6 @@ class PoseDetModel(PoseModel):
     def __init__(self, spec: KeypointSpec, input_size: tuple[int, int], cfg: PoseDetConfig | None = None) -> None:
         super().__init__()
         cfg = cfg or PoseDetConfig()
-        cfg.strides = tuple(cfg.strides)
         self.cfg, self.spec, self.input_size = cfg, spec, tuple(input_size)
         self.backbone = build_backbone(cfg.backbone)
         if not hasattr(self.backbone, "forward_features"):
@@ -204,15 +203,17 @@ class PoseDetModel(PoseModel):
         (`codec.candidates()` order), displacements in units of the candidate's stride."""
         return self._flat(self._levels(x))
 
-    def _candidates(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        pos, stride = self.codec.candidates()
-        return torch.from_numpy(pos).to(device)[None, :, None], torch.from_numpy(stride).to(device)[None, :, None, None]
+    def _candidates(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidate positions [1,L,1,2] and strides [1,L,1,1] for these images' size (any multiple of
+        `size_divisor`, not only the trained one)."""
+        pos, stride = candidate_grid(tuple(self.cfg.strides), (images.shape[-1], images.shape[-2]))
+        return torch.tensor(pos, device=images.device)[None, :, None], torch.tensor(stride, device=images.device)[None, :, None, None]
 
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         levels = self._levels(batch["image"])
         logits, coarse, refined = self._flat(levels)
-        pos, stride = self._candidates(logits.device)  # [1,L,1,2], [1,L,1,1]
+        pos, stride = self._candidates(batch["image"])  # [1,L,1,2], [1,L,1,1]
         gt, area, cand = batch["gt_keypoints"], batch["gt_area"], batch["gt_candidate"]
         m = max(int((cand >= 0).sum(1).max()), int((gt[..., 2] > 0).any(-1).sum(1).max()), 1)
         gt, area, cand = gt[:, :m], area[:, :m], cand[:, :m]
@@ -268,7 +269,7 @@ class PoseDetModel(PoseModel):
     def outputs(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Every candidate's score [N,L'] and refined pose [N,L',K,2] in input pixels (L' = 2L with the
         flip test: the flipped pass's candidates mapped back)."""
-        pos, stride = self._candidates(images.device)
+        pos, stride = self._candidates(images)
         logits, coarse, refined = self(images)
         scores, poses = [torch.sigmoid(logits)], [pos + (coarse + refined) * stride]
         if self.cfg.flip_test:
