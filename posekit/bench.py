@@ -27,12 +27,13 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
-def bench_pipelines(models: list[str], images: list[Path], repeat: int = 1, threads: int = 2) -> Iterator[dict[str, Any]]:
-    """img/s of each pipeline over `images` (decoded up front; one warm-up image not counted)."""
+def bench_pipelines(models: list[str], images: list[Path], repeat: int = 1, threads: int = 2,
+                    backends: tuple[str, ...] | list[str] = ("auto",)) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """img/s of each pipeline and backend over `images` (decoded up front; one warm-up image not counted)."""
     torch.set_num_threads(threads)
     frames = [read_image(p) for p in images]
-    for model in models:
-        est = PoseEstimator(model)
+    for model, backend in ((m, b) for m in models for b in backends):
+        est = PoseEstimator(model, backend=backend)
         est(frames[0])
         persons = 0
         start = time.perf_counter()
@@ -43,7 +44,7 @@ def bench_pipelines(models: list[str], images: list[Path], repeat: int = 1, thre
         n = len(frames) * repeat
         yield {
             "name": "predict_throughput",
-            "config": {"model": model, "images": len(frames), "repeat": repeat, "persons_per_image": round(persons / n, 2)},
+            "config": {"model": model, "backend": est.backend, "images": len(frames), "repeat": repeat, "persons_per_image": round(persons / n, 2)},
             "value": round(n / seconds, 3),
             "unit": "img/s",
             "n": n,

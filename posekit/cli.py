@@ -1,4 +1,4 @@
-"""posekit command line: `posekit predict | track | eval | show | train | weights | bench`."""
+"""posekit command line: `posekit predict | track | eval | show | train | export | weights | bench`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ EPILOG_PREDICT = """examples:
 """
 
 
+BACKEND_ARG = {"default": "auto", "choices": ["auto", "torch", "onnxruntime"],
+               "help": "where the networks run: onnxruntime (exported on first use, cached beside the weights), torch, or "
+               "auto (default: onnxruntime when installed; measured faster on CPU, see README)"}
+
+
 def _model_options(args: argparse.Namespace) -> tuple[bool, dict]:
     """Whether --model is top-down, and the command-line options that apply to it: the detector threshold
     for top-down models, the input size for movenet-multipose, none for a whole-image checkpoint."""
@@ -35,7 +40,7 @@ def _predict(args: argparse.Namespace) -> int:
     top_down, options = _model_options(args)
     if args.boxes and not top_down:
         raise PosekitError(f"--boxes needs a top-down model (topdown-thunder, topdown-lightning or a top-down checkpoint), not {args.model}")
-    estimator = PoseEstimator(args.model, score_threshold=args.score_thr, **options)
+    estimator = PoseEstimator(args.model, score_threshold=args.score_thr, backend=args.backend, **options)
     summary = run_predict(args.inputs, estimator, Path(args.out), args.openpose, args.render, args.boxes, args.quiet)
     print(f"{summary.line()} -> {Path(args.out) / 'results.json'}")
     return 1 if summary.failed else 0
@@ -45,7 +50,7 @@ def _track(args: argparse.Namespace) -> int:
     from posekit.api import PoseEstimator
     from posekit.pipeline.track import run_track
 
-    estimator = PoseEstimator(args.model, **_model_options(args)[1])
+    estimator = PoseEstimator(args.model, backend=args.backend, **_model_options(args)[1])
     try:
         summary = run_track(args.source, estimator, Path(args.out), render=not args.no_render, smooth=args.smooth,
                             embeddings=args.embeddings, concurrent=not args.sequential, quiet=args.quiet,
@@ -138,7 +143,7 @@ def _eval(args: argparse.Namespace) -> int:
         out = Path(args.out_dir)
         gt = json.loads(args.gt.read_text())
         files = [str(args.images / img["file_name"]) for img in gt["images"]]  # only the annotated images
-        estimator = PoseEstimator(args.model)
+        estimator = PoseEstimator(args.model, backend=args.backend)
         summary = run_predict(files, estimator, out, quiet=args.quiet)
         print(summary.line())
         ids = json.loads((out / "image_ids.json").read_text())
@@ -192,9 +197,9 @@ def _eval_lsp_model(args: argparse.Namespace) -> int:
     if args.mosaics:
         from posekit.evaluation.mosaic import mosaic_pck
 
-        stats, failed = mosaic_pck(PoseEstimator(args.model), samples, args.mosaics, quiet=args.quiet), []
+        stats, failed = mosaic_pck(PoseEstimator(args.model, backend=args.backend), samples, args.mosaics, quiet=args.quiet), []
     else:
-        stats, failed = evaluate_on_gt_boxes(PoseEstimator(args.model), samples, args.quiet)
+        stats, failed = evaluate_on_gt_boxes(PoseEstimator(args.model, backend=args.backend), samples, args.quiet)
         stats = {k.split("/", 1)[1]: v for k, v in stats.items()}
     print(format_table("lsp", stats))
     if args.out:
@@ -216,9 +221,33 @@ def _show(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from posekit.bench import bench_pipelines
 
-    for record in bench_pipelines(args.models, args.images, args.repeat, args.threads):
+    for record in bench_pipelines(args.models, args.images, args.repeat, args.threads, args.backends):
         print(json.dumps(record))
     return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from posekit.errors import InputError
+    from posekit.export.models import export_model
+    from posekit.pipeline.readers import expand_inputs, read_image
+
+    files, bad = expand_inputs(args.images)
+    for line in bad:
+        print(f"posekit: skipped {line}", file=sys.stderr)
+    images = []
+    for item in files:
+        if len(images) == args.max_images:
+            break
+        try:
+            images.append(read_image(item))
+        except InputError as e:  # named and skipped; the others still check the export
+            bad.append(str(item))
+            print(f"posekit: skipped {e}", file=sys.stderr)
+    reports = export_model(args.model, args.format, Path(args.out), images)
+    for r in reports:
+        print(r.line())
+    print(f"exported {len(reports)} network(s) of {args.model}; parity checked on {len(images)} real images")
+    return 1 if bad else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--score-thr", type=float, default=None,
                     help="drop persons scoring below this (default: 0.1 multipose, 0 top-down, where --det-thr filters)")  # fmt: skip
     pr.add_argument("--input-size", type=int, default=256, help="movenet-multipose: longer image side, multiple of 32 (default 256)")
+    pr.add_argument("--backend", **BACKEND_ARG)
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_predict)
 
@@ -266,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-render", action="store_true", help="do not write the rendered video")
     tr.add_argument("--sequential", action="store_true", help="run the stages one after another (no threads), for comparison")
     tr.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    tr.add_argument("--backend", **BACKEND_ARG)
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_track)
 
@@ -310,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --model on LSP: score on N multi-person mosaics tiled from those images instead (PCK@0.2)")
     ev.add_argument("--out-dir", default="outputs/eval", help="with --model: where its predictions go (default outputs/eval)")
     ev.add_argument("--out", type=Path, help="write the stats as JSON here")
+    ev.add_argument("--backend", **BACKEND_ARG)
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_eval)
 
@@ -320,11 +352,29 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--limit", type=int, default=None, help="render at most this many images")
     sh.set_defaults(func=_show)
 
+    ex = sub.add_parser("export", help="write a model's networks as ONNX or TorchScript, checked against torch on real images",
+                        description="Exports the batched network of a model with a dynamic batch axis: for the TF.js pipelines "
+                        "the convolutional trunk of each graph (CenterNet and MoveNet: two files, OUT.centernet.onnx and "
+                        "OUT.movenet-thunder.onnx), for a trained model its forward. Pre-processing and decoding stay in "
+                        "Python. Each file records its source's sha256; the largest difference from torch on the images is printed.",
+                        epilog="examples:\n  posekit export --model topdown-thunder --images photos/ --out thunder.onnx\n"
+                        "  posekit export --model posedet-small --images photos/ --out posedet.onnx\n"
+                        "  posekit export --model runs/x/checkpoint.pt --format torchscript --images photos/ --out x.pt",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ex.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|CHECKPOINT", help=models_help)
+    ex.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="file format (default onnx)")
+    ex.add_argument("--out", required=True, help="output file (a model with several networks gets one file per network)")
+    ex.add_argument("--images", nargs="+", required=True, help="real images to check the export on (files, folders, globs)")
+    ex.add_argument("--max-images", type=int, default=4, help="use at most this many of them (default 4)")
+    ex.set_defaults(func=_export)
+
     b = sub.add_parser("bench", help="measure images/s of each pipeline; prints one JSON line per measurement")
     b.add_argument("images", nargs="+", type=Path, help="images to run on")
     b.add_argument("--models", nargs="+", default=list(PIPELINES), metavar="NAME|CHECKPOINT", help="model names or checkpoints (default: every named pipeline)")
     b.add_argument("--repeat", type=int, default=1, help="passes over the images after one warm-up image")
     b.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    b.add_argument("--backends", nargs="+", default=["auto"], choices=["auto", "torch", "onnxruntime"],
+                   help="inference backends to compare (default: auto)")
     b.set_defaults(func=_bench)
     return p
 

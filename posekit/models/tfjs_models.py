@@ -27,11 +27,17 @@ def movenet_crops(image: np.ndarray, boxes: np.ndarray, size: int, margin: float
     return crop_boxes(image, expand_box(boxes, 1.0, margin), size, size)
 
 
-def load_module(name: str, extra_outputs: tuple[str, ...] = ()) -> TfjsGraphModule:
+def load_module(name: str, extra_outputs: tuple[str, ...] = (), backend: str = "torch") -> TfjsGraphModule:
+    """The graph `name` as a torch module; with `backend="onnxruntime"` its trunk runs in ONNX Runtime."""
     entry = graph_entry(name)
     graph = load_graph(name)
     outputs = list(entry.outputs or graph.outputs) + list(extra_outputs)
-    return TfjsGraphModule(graph, outputs=outputs).eval()
+    module = TfjsGraphModule(graph, outputs=outputs).eval()
+    if backend == "onnxruntime":
+        from posekit.export.backend import use_onnxruntime
+
+        use_onnxruntime(module, name)
+    return module
 
 
 def pose_guided_embeddings(features: torch.Tensor, heatmaps: torch.Tensor) -> np.ndarray:
@@ -55,9 +61,9 @@ class SinglePoseMoveNet:
 
     spec = "coco17"
 
-    def __init__(self, name: str = "movenet-thunder", margin: float = 1.25) -> None:
+    def __init__(self, name: str = "movenet-thunder", margin: float = 1.25, backend: str = "torch") -> None:
         self.name = name
-        self.module = load_module(name, (MOVENET_FEATURES, MOVENET_HEATMAPS))
+        self.module = load_module(name, (MOVENET_FEATURES, MOVENET_HEATMAPS), backend)
         self.size = MOVENET_INPUT_SIZE[name]
         self.margin = margin
 
@@ -86,10 +92,10 @@ class SinglePoseMoveNet:
 class MultiPoseMoveNet:
     """MoveNet MultiPose: one pass over the letterboxed image, up to 6 persons with boxes."""
 
-    def __init__(self, longest_side: int = 256) -> None:
+    def __init__(self, longest_side: int = 256, backend: str = "torch") -> None:
         if longest_side % 32:
             raise ValueError("movenet-multipose needs a longest side that is a multiple of 32")
-        self.module = load_module("movenet-multipose")
+        self.module = load_module("movenet-multipose", backend=backend)
         self.longest_side = longest_side
 
     def input(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
@@ -117,8 +123,8 @@ class CenterNetDetector:
 
     size = 512
 
-    def __init__(self) -> None:
-        self.module = load_module("centernet")
+    def __init__(self, backend: str = "torch") -> None:
+        self.module = load_module("centernet", backend=backend)
 
     def input(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
         return stretch(image, self.size, self.size)

@@ -143,10 +143,10 @@ class MultiPoseModel:
 
     spec = "coco17"
 
-    def __init__(self, longest_side: int = 256) -> None:
+    def __init__(self, longest_side: int = 256, backend: str = "torch") -> None:
         from posekit.models.tfjs_models import MultiPoseMoveNet
 
-        self.net = MultiPoseMoveNet(longest_side)
+        self.net = MultiPoseMoveNet(longest_side, backend)
 
     def __call__(self, image: np.ndarray) -> Poses:
         out = self.net(image)

@@ -96,6 +96,10 @@ class TfjsGraphModule(nn.Module):
         )
         self._tail_outputs = [o for o in self.output_names if _node_of(o) not in batched]
         self._drop_after = self._last_uses(head, batched)
+        # The trunk as a function of its own: what export traces, and what another backend may run.
+        self.trunk_inputs = list(self._head_to_trunk)
+        self.trunk_outputs = sorted(set(self._trunk_to_tail) | {o for o in self.output_names if _node_of(o) in batched})
+        self.trunk_runner: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None
 
     def _last_uses(self, head: set[str], batched: set[str]) -> dict[str, list[str]]:
         """Values to free after each step (their last use), so peak memory is the live set, not the graph.
@@ -137,26 +141,45 @@ class TfjsGraphModule(nn.Module):
             for r in self._drop_after.get(name, ()):
                 env.pop(r, None)
 
+    def run_trunk(self, *values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The batch-safe trunk alone: `trunk_inputs` (batched) -> `trunk_outputs`, in torch."""
+        env: dict[str, Any] = dict(self._consts)
+        env.update(zip(self.trunk_inputs, values))
+        self._run(env, self._batched_steps, set())
+        return tuple(env[o] for o in self.trunk_outputs)
+
+    def _heads(self, env: dict[str, Any], batch: int) -> tuple[list[dict[str, Any]], list[torch.Tensor]]:
+        """The per-sample head on each sample of the graph inputs in `env`: the samples' environments and
+        the trunk's inputs stacked over the batch."""
+        samples = []
+        for i in range(batch):
+            env_i = dict(self._consts)
+            env_i.update({k: env[k][i : i + 1] for k in self.input_names})
+            self._run(env_i, self._head_steps, set())
+            samples.append(env_i)
+        for k in self._head_to_trunk:
+            if samples[0][k].dim() == 0 or samples[0][k].shape[0] != 1:
+                raise RuntimeError(f"cannot batch this graph: {k} has no leading batch dimension")
+        return samples, [torch.cat([s[k] for s in samples], dim=0) for k in self.trunk_inputs]
+
+    @torch.inference_mode()
+    def trunk_feed(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        """The trunk's inputs for these graph inputs (the head run on each sample, stacked)."""
+        env = {name: value.to(self._input_dtypes.get(name, value.dtype)) for name, value in zip(self.input_names, inputs)}
+        return self._heads(env, inputs[0].shape[0])[1]
+
     @torch.inference_mode()
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         env: dict[str, Any] = dict(self._consts)
         for name, value in zip(self.input_names, inputs):
             env[name] = value.to(self._input_dtypes.get(name, value.dtype))
         batch = inputs[0].shape[0] if inputs[0].dim() else 1
-        if batch == 1:
+        if batch == 1 and self.trunk_runner is None:
             self._run(env, None, set())
         else:
-            samples = []
-            for i in range(batch):
-                env_i = dict(self._consts)
-                env_i.update({k: env[k][i : i + 1] for k in self.input_names})
-                self._run(env_i, self._head_steps, set())
-                samples.append(env_i)
-            for k in self._head_to_trunk:
-                if samples[0][k].dim() == 0 or samples[0][k].shape[0] != 1:
-                    raise RuntimeError(f"cannot batch this graph: {k} has no leading batch dimension")
-                env[k] = torch.cat([s[k] for s in samples], dim=0)
-            self._run(env, self._batched_steps, set())
+            samples, stacked = self._heads(env, batch)
+            trunk = self.trunk_runner(stacked) if self.trunk_runner is not None else self.run_trunk(*stacked)
+            env.update(zip(self.trunk_outputs, trunk))
             done = self._head_steps | self._batched_steps
             for i, env_i in enumerate(samples):
                 env_i.update({k: env[k][i : i + 1] for k in self._trunk_to_tail})
@@ -165,3 +188,14 @@ class TfjsGraphModule(nn.Module):
                 env[o] = torch.cat([s[o] for s in samples], dim=0)
         outs = tuple(env[o] for o in self.output_names)
         return outs[0] if len(outs) == 1 else outs
+
+
+class GraphTrunk(nn.Module):
+    """A graph's batch-safe trunk as a plain module, for tracing / export: `trunk_inputs` -> `trunk_outputs`."""
+
+    def __init__(self, graph: TfjsGraphModule) -> None:
+        super().__init__()
+        self.graph = graph
+
+    def forward(self, *values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.graph.run_trunk(*values)

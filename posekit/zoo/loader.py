@@ -110,12 +110,33 @@ def _check_options(options: dict[str, Any], known: set[str], what: str) -> None:
         raise TypeError(f"unexpected options for {what}: {sorted(set(options) - known)}; known: {sorted(known)}")
 
 
-def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None = None, auto_fetch: bool = True, **options: Any) -> Any:
+def resolve_backend(backend: str = "auto", name: str | Path = DEFAULT_MODEL) -> str:
+    """"auto": ONNX Runtime for the TF.js pipelines when it is installed (measured faster on CPU: README),
+    torch for trained models (each new checkpoint would first be exported, and torch is their reference)."""
+    from posekit.export.backend import check_backend
+
+    if backend == "auto":
+        if str(name) not in PIPELINES:
+            return "torch"
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return "torch"
+        return "onnxruntime"
+    return check_backend(backend)
+
+
+def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None = None, auto_fetch: bool = True,
+               backend: str = "auto", **options: Any) -> Any:  # fmt: skip
     """A ready pipeline for a model name (`PIPELINES`) or a checkpoint path. Options: `TopDownOptions`
     fields for top-down models (`det_threshold`, ...), `longest_side` for movenet-multipose. Unknown options
-    are refused before any weights are fetched or built."""
+    are refused before any weights are fetched or built. `backend`: "torch", "onnxruntime" (the networks
+    run in ONNX Runtime; decoding stays in torch) or "auto"."""
     from posekit.pipeline.stages import ImagePipeline, MultiPoseModel, TopDownOptions, TopDownPipeline
     from posekit.zoo.fetch import fetch
+
+    backend = resolve_backend(backend, name)
 
     topdown_opts = {f.name for f in fields(TopDownOptions)}
     name_str = str(name)
@@ -125,11 +146,13 @@ def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None =
         if auto_fetch:
             fetch(PIPELINES[name_str][1])  # a no-op when cached and verified
         if multipose:
-            return ImagePipeline(MultiPoseModel(options.get("longest_side", 256)), 0.1 if score_threshold is None else score_threshold)
+            model = MultiPoseModel(options.get("longest_side", 256), backend)
+            return ImagePipeline(model, 0.1 if score_threshold is None else score_threshold)
         from posekit.models.tfjs_models import CenterNetDetector, SinglePoseMoveNet
 
         opts = TopDownOptions(**options)
-        return TopDownPipeline(SinglePoseMoveNet("movenet-" + name_str.split("-")[1], margin=opts.margin), CenterNetDetector(), opts)
+        pose = SinglePoseMoveNet("movenet-" + name_str.split("-")[1], margin=opts.margin, backend=backend)
+        return TopDownPipeline(pose, CenterNetDetector(backend), opts)
     from posekit.models.graph_trunks import TRUNKS
     from posekit.zoo.checkpoints import family_class, model_from_checkpoint
 
@@ -142,9 +165,19 @@ def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None =
     if auto_fetch and needed:
         fetch(needed)
     model = model_from_checkpoint(path, state)
+    if backend == "onnxruntime":
+        import hashlib
+        import json
+
+        from posekit.export.backend import model_onnxruntime
+        from posekit.zoo.checkpoints import state_sha256
+
+        # the network is its weights and the model section of its config (architecture options)
+        identity = state_sha256(state["model"]) + json.dumps(state["config"].get("model"), sort_keys=True, default=str)
+        model_onnxruntime(model, name_str, hashlib.sha256(identity.encode()).hexdigest())
     if crops:
         from posekit.models.tfjs_models import CenterNetDetector
 
         opts = TopDownOptions(**options)
-        return TopDownPipeline(CheckpointCropModel(model, opts.margin), CenterNetDetector(), opts)
+        return TopDownPipeline(CheckpointCropModel(model, opts.margin), CenterNetDetector(backend), opts)
     return ImagePipeline(CheckpointImageModel(model), 0.1 if score_threshold is None else score_threshold)

@@ -1,0 +1,1 @@
+"""Export to ONNX / TorchScript, and ONNX Runtime as an inference backend."""

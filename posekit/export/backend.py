@@ -1,0 +1,193 @@
+"""ONNX Runtime as an inference backend for the imported TF.js graphs.
+
+The per-sample head and tail of a graph (input casts, ArgMax / TopK / GatherNd decoding) stay in torch;
+the batch-safe convolutional trunk (`TfjsGraphModule.trunk_*`) runs in ONNX Runtime. It is exported on
+first use of an input shape (the trace fixes the spatial sizes; the batch axis is dynamic), checked against
+torch on that first real input, and cached beside the weights, keyed by their sha256:
+`$POSEKIT_HOME/weights/onnx/NAME-SHA16-HxW.onnx`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from posekit.errors import PosekitError
+
+BACKENDS = ("torch", "onnxruntime")
+# Trunk outputs are raw activations (offsets in grid pixels, logits), so their tolerance is relative to
+# their size; the pipeline's outputs are compared in absolute terms by the parity tests.
+TRUNK_RTOL = 1e-4
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise PosekitError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if backend == "onnxruntime":
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+        except ImportError as e:
+            raise PosekitError(f"backend onnxruntime needs the onnx and onnxruntime packages ({e}); pip install onnx onnxruntime") from e
+    return backend
+
+
+def onnx_cache_dir() -> Path:
+    from posekit.zoo.store import weights_dir
+
+    return weights_dir() / "onnx"
+
+
+def trunk_metadata(name: str, sha256: str, module: Any) -> dict[str, str]:
+    import posekit
+
+    return {"posekit.version": posekit.__version__, "posekit.source": name, "posekit.source_sha256": sha256,
+            "posekit.part": "trunk", "posekit.inputs": ",".join(module.trunk_inputs),
+            "posekit.outputs": ",".join(module.trunk_outputs)}  # fmt: skip
+
+
+def export_trunk(module: Any, name: str, sha256: str, example: list[torch.Tensor], path: Path) -> float:
+    """Export `module`'s trunk to ONNX at `path`; returns the largest difference from torch on `example`,
+    relative to each output's largest magnitude. Refuses (and removes) an export that does not match."""
+    from posekit.export.onnx import export_onnx, onnx_session
+    from posekit.zoo.graph_module import GraphTrunk
+
+    meta = trunk_metadata(name, sha256, module)
+    export_onnx(GraphTrunk(module), example, path, module.trunk_inputs, module.trunk_outputs, meta)
+    with torch.inference_mode():
+        want = module.run_trunk(*example)
+    got = onnx_session(path).run(None, {n: v.numpy() for n, v in zip(module.trunk_inputs, example)})
+    worst = relative_diff([torch.from_numpy(g) for g in got], list(want))
+    if not worst <= TRUNK_RTOL:
+        path.unlink(missing_ok=True)
+        raise PosekitError(f"{name}: the ONNX export of the trunk differs from torch by {worst:.2e} (relative; limit {TRUNK_RTOL})")
+    return worst
+
+
+class SessionCache:
+    """ONNX Runtime sessions of one exported module, one per input shape and intra-op thread count
+    (`torch.get_num_threads()` when called, so the video pipeline's single-threaded workers get
+    single-threaded sessions). `export(values, path)` writes the file for a shape on first use; sessions are
+    safe to share between threads."""
+
+    def __init__(self, stem: str, export: Callable[[list[torch.Tensor], Path], Any]) -> None:
+        self.stem, self.export = stem, export
+        self._sessions: dict[tuple, Any] = {}
+        self._lock = threading.Lock()
+
+    def path_for(self, shape: tuple[int, ...]) -> Path:
+        return onnx_cache_dir() / f"{self.stem}-{'x'.join(map(str, shape))}.onnx"
+
+    def session(self, values: list[torch.Tensor]) -> Any:
+        from posekit.export.onnx import onnx_session
+
+        shape = tuple(values[0].shape[1:])
+        key = (shape, torch.get_num_threads())
+        with self._lock:
+            if key not in self._sessions:
+                path = self.path_for(shape)
+                if not path.exists():
+                    self.export(values, path)
+                self._sessions[key] = onnx_session(path, key[1])
+            return self._sessions[key]
+
+
+class OnnxTrunk:
+    """A `TfjsGraphModule.trunk_runner` that runs the trunk in ONNX Runtime."""
+
+    def __init__(self, module: Any, name: str, sha256: str) -> None:
+        self.module = module
+        # the same graph cut for other outputs (e.g. MoveNet with its features for embeddings) is another trunk
+        cut = hashlib.sha256("|".join(module.trunk_inputs + ["->"] + module.trunk_outputs).encode()).hexdigest()[:8]
+        self.cache = SessionCache(f"{name}-{sha256[:16]}-{cut}", lambda values, path: export_trunk(module, name, sha256, values, path))
+
+    def __call__(self, values: list[torch.Tensor]) -> list[torch.Tensor]:
+        session = self.cache.session(values)
+        feeds = {n: v.contiguous().numpy() for n, v in zip(self.module.trunk_inputs, values)}
+        return [torch.from_numpy(o) for o in session.run(None, feeds)]
+
+
+def use_onnxruntime(module: Any, name: str) -> Any:
+    """Run `module`'s (the TF.js graph `name`'s) trunk in ONNX Runtime from now on; returns the module."""
+    from posekit.zoo.store import read_manifest
+
+    sha256 = read_manifest()["models"][name]["sha256"]
+    module.trunk_runner = OnnxTrunk(module, name, sha256)
+    return module
+
+
+def relative_diff(got: list[torch.Tensor], want: list[torch.Tensor]) -> float:
+    """Largest |got - want| over paired outputs, each relative to its largest magnitude (at least 1)."""
+    return max(float((g.float() - w.float()).abs().max() / w.float().abs().max().clamp(min=1.0)) if w.numel() else 0.0
+               for g, w in zip(got, want))  # fmt: skip
+
+
+class ClassForward(torch.nn.Module):
+    """A model's own class `forward` (not an instance override such as `OnnxForward`), for tracing."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return type(self.model).forward(self.model, x)
+
+
+def forward_outputs(out: Any) -> list[torch.Tensor]:
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def export_forward(model: Any, name: str, sha256: str, example: list[torch.Tensor], path: Path) -> float:
+    """Export a trained `PoseModel`'s `forward` to ONNX at `path`, checked against torch on `example`."""
+    from posekit.export.onnx import export_onnx, onnx_session
+
+    network = ClassForward(model)
+    with torch.inference_mode():
+        want = forward_outputs(network(*example))
+    outputs = [f"output_{i}" for i in range(len(want))]
+    meta = {**forward_metadata(model, name, sha256), "posekit.outputs": ",".join(outputs)}
+    export_onnx(network, example, path, ["image"], outputs, meta)
+    got = [torch.from_numpy(o) for o in onnx_session(path).run(None, {"image": example[0].numpy()})]
+    worst = relative_diff(got, want)
+    if not worst <= TRUNK_RTOL:
+        path.unlink(missing_ok=True)
+        raise PosekitError(f"{name}: the ONNX export of forward differs from torch by {worst:.2e} (relative; limit {TRUNK_RTOL})")
+    return worst
+
+
+def forward_metadata(model: Any, name: str, sha256: str) -> dict[str, str]:
+    import posekit
+
+    return {"posekit.version": posekit.__version__, "posekit.source": name, "posekit.source_sha256": sha256,
+            "posekit.part": "forward", "posekit.family": model.family, "posekit.spec": model.spec.name,
+            "posekit.inputs": "image"}  # fmt: skip
+
+
+class OnnxForward:
+    """A trained `PoseModel`'s forward in ONNX Runtime, set as the instance's `forward`: its `predict`
+    (decoding, flip test, scoring) stays in torch and calls this for the network."""
+
+    def __init__(self, model: Any, name: str, sha256: str) -> None:
+        self.cache = SessionCache(f"{model.family}-{sha256[:16]}", lambda values, path: export_forward(model, name, sha256, values, path))
+        self.single = not isinstance(self._probe(model), (tuple, list))
+
+    @staticmethod
+    def _probe(model: Any) -> Any:
+        size = model.input_size
+        with torch.inference_mode():
+            return ClassForward(model)(torch.zeros(1, 3, size[1], size[0]))
+
+    def __call__(self, x: torch.Tensor) -> Any:
+        outs = [torch.from_numpy(o) for o in self.cache.session([x]).run(None, {"image": x.contiguous().numpy()})]
+        return outs[0] if self.single else tuple(outs)
+
+
+def model_onnxruntime(model: Any, name: str, sha256: str) -> Any:
+    """Run a trained `PoseModel`'s forward in ONNX Runtime from now on; returns the model."""
+    model.forward = OnnxForward(model, name, sha256)
+    return model
