@@ -26,10 +26,11 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--model", default="topdown-thunder")
     ap.add_argument("--people", type=int, nargs="+", default=[1, 3, 6])
+    ap.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"])
     args = ap.parse_args()
     torch.set_num_threads(2)
     data = Path(os.environ.get("POSEKIT_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    estimator = PoseEstimator(args.model)
+    estimator = PoseEstimator(args.model, backend=args.backend)
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.people:
             video = Path(tmp) / f"people{n}.mp4"
@@ -41,6 +42,7 @@ def main() -> None:
                     "name": "track_fps",
                     "config": {
                         "model": args.model,
+                        "backend": estimator.backend,
                         "people": n,
                         "mode": mode,
                         "frames": s.frames,

@@ -50,3 +50,65 @@ def bench_pipelines(models: list[str], images: list[Path], repeat: int = 1, thre
             "n": n,
             "machine": machine(),
         }
+
+
+def matmul_peak_gflops(threads: int, size: int = 2048, repeat: int = 10) -> float:
+    """The machine's measured fp32 matmul rate (GFLOP/s) at `threads`: the yardstick for achieved GFLOP/s."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeat):
+        a @ b
+    return 2 * size**3 * repeat / (time.perf_counter() - start) / 1e9
+
+
+def trunk_gflops(module: Any, feed: list[torch.Tensor]) -> float:
+    """GFLOPs of one trunk forward (torch's FLOP counter: convolutions and matmuls, 2 per multiply-add)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        module.run_trunk(*feed)
+    return counter.get_total_flops() / 1e9
+
+
+def network_inputs(graph: str, images: list, batch: int) -> torch.Tensor:
+    """`batch` real inputs of TF.js graph `graph` (images reused round-robin), as `posekit export` makes them."""
+    import numpy as np
+
+    from posekit.export.models import _graph_input
+
+    return torch.from_numpy(np.concatenate([_graph_input(graph, images[i % len(images)]) for i in range(batch)]))
+
+
+def bench_networks(graphs: list[str], images: list[Path], batches: list[int], backends: list[str], threads: int = 2,
+                   repeat: int = 5) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """ms per forward of each TF.js graph (head, trunk and decoding; real images) per backend and batch,
+    with the trunk's achieved GFLOP/s against the measured matmul peak."""
+    from posekit.models.tfjs_models import MOVENET_FEATURES, MOVENET_HEATMAPS, MOVENET_INPUT_SIZE, load_module
+    from posekit.runtime import tune_malloc
+
+    tune_malloc()
+    peak = matmul_peak_gflops(threads)
+    frames = [read_image(p) for p in images]
+    for graph in graphs:
+        extras = (MOVENET_FEATURES, MOVENET_HEATMAPS) if graph in MOVENET_INPUT_SIZE else ()
+        for backend in backends:
+            module = load_module(graph, extras, backend)
+            for batch in batches:
+                x = network_inputs(graph, frames, batch)
+                torch.set_num_threads(threads)
+                module(x)
+                start = time.perf_counter()
+                for _ in range(repeat):
+                    module(x)
+                ms = (time.perf_counter() - start) / repeat * 1000
+                gflops = trunk_gflops(module, module.trunk_feed(x))
+                per = "crop" if graph in MOVENET_INPUT_SIZE else "image"
+                yield {"name": "network_latency", "config": {"graph": graph, "backend": backend, "batch": batch, "threads": threads},
+                       "value": round(ms / batch, 2), "unit": f"ms/{per}", "n": repeat * batch,
+                       "gflops_per_forward": round(gflops, 2), "achieved_gflops_per_s": round(gflops / (ms / 1000), 1),
+                       "matmul_peak_gflops_per_s": round(peak, 1), "machine": machine()}  # fmt: skip
+

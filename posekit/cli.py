@@ -219,9 +219,12 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from posekit.bench import bench_pipelines
+    from posekit.bench import bench_networks, bench_pipelines
 
-    for record in bench_pipelines(args.models, args.images, args.repeat, args.threads, args.backends):
+    backends = ["onnxruntime", "torch"] if args.backends == ["auto"] and args.networks else args.backends
+    records = (bench_networks(args.networks, args.images, args.batch_sizes, backends, args.threads) if args.networks
+               else bench_pipelines(args.models, args.images, args.repeat, args.threads, backends))  # fmt: skip
+    for record in records:
         print(json.dumps(record))
     return 0
 
@@ -368,13 +371,20 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--max-images", type=int, default=4, help="use at most this many of them (default 4)")
     ex.set_defaults(func=_export)
 
-    b = sub.add_parser("bench", help="measure images/s of each pipeline; prints one JSON line per measurement")
+    b = sub.add_parser("bench", help="measure images/s of each pipeline, or ms per crop / image of each network; one JSON line each",
+                       epilog="examples:\n  posekit bench photos/*.jpg --backends onnxruntime torch      # whole pipelines, img/s\n"
+                       "  posekit bench photos/*.jpg --networks movenet-thunder centernet --batch-sizes 1 8   # ms/crop, GFLOP/s",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     b.add_argument("images", nargs="+", type=Path, help="images to run on")
     b.add_argument("--models", nargs="+", default=list(PIPELINES), metavar="NAME|CHECKPOINT", help="model names or checkpoints (default: every named pipeline)")
     b.add_argument("--repeat", type=int, default=1, help="passes over the images after one warm-up image")
     b.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     b.add_argument("--backends", nargs="+", default=["auto"], choices=["auto", "torch", "onnxruntime"],
-                   help="inference backends to compare (default: auto)")
+                   help="inference backends to compare (default: auto; both with --networks)")
+    b.add_argument("--networks", nargs="+", metavar="GRAPH", help="time these TF.js networks alone instead of whole pipelines "
+                   "(movenet-thunder, movenet-lightning, movenet-multipose, centernet): ms per crop or image, achieved "
+                   "GFLOP/s against the measured matmul peak")  # fmt: skip
+    b.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8], help="with --networks: batch sizes (default 1 8)")
     b.set_defaults(func=_bench)
     return p
 

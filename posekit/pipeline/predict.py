@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from posekit.api import PoseEstimator
 from posekit.data.datasets import parse_detections
 from posekit.errors import InputError
-from posekit.pipeline.readers import VIDEO_EXTS, expand_inputs, iter_frames, open_video
+from posekit.pipeline.readers import VIDEO_EXTS, Frame, expand_inputs, iter_frames, open_video
+from posekit.pipeline.stream import Stage, run_concurrent, run_sequential
 from posekit.pipeline.writers import PredictionWriter
+from posekit.structures import Poses
 
 
 @dataclass
@@ -76,7 +81,14 @@ def run_predict(
     render: bool = False,
     boxes_file: Path | None = None,
     quiet: bool = False,
+    concurrent: bool | None = None,
 ) -> PredictSummary:
+    """Every input through `estimator` into the writers. `concurrent`: two frames at a time, each worker
+    single-threaded (one per core), as `track` runs. By default only with the ONNX Runtime backend: measured
+    on coco-mini (README, Speed), it is faster there (decoding and the Python parts of one frame overlap the
+    networks of the other) and slower with torch, whose ops run better on two threads."""
+    if concurrent is None:
+        concurrent = getattr(estimator, "backend", "torch") == "onnxruntime"
     files, errors = expand_inputs(inputs)
     summary = PredictSummary(failed=list(errors))
     for e in errors:
@@ -85,33 +97,51 @@ def run_predict(
     writer = PredictionWriter(out_dir, openpose=openpose, render=render)
     fps_of: dict[str, float] = {}
     bar = tqdm(total=count_frames(files), unit="img", disable=quiet or None, dynamic_ncols=True)
-    start = time.perf_counter()
-    try:
+
+    def source() -> Iterator[tuple[Frame, dict]]:
         for frame in iter_frames(files):
-            bar.update(1)
-            if frame.image is None:
-                summary.failed.append(frame.error or frame.source)
-                tqdm.write(f"posekit: skipped {frame.error}", file=sys.stderr)
-                continue
             kwargs = {}
-            if boxes_file:
+            if boxes_file and frame.image is not None:  # ids in input order, before frames run in parallel
                 image_id = writer.ids.assign(frame.source, names.get(Path(frame.source).name))
                 kwargs = dict(zip(("boxes", "box_scores"), boxes.get(image_id, (np.zeros((0, 4), np.float32), np.zeros(0, np.float32)))))
-            try:
-                poses = estimator(frame.image, **kwargs)
-            except Exception as e:  # one bad frame must not end the batch
-                summary.failed.append(f"{frame.source}: {type(e).__name__}: {e}")
-                tqdm.write(f"posekit: failed {frame.source}: {type(e).__name__}: {e}", file=sys.stderr)
-                continue
-            video = frame.source.partition("#frame=")[0]
-            if "#frame=" in frame.source and video not in fps_of:
-                cap = open_video(video)
-                fps_of[video] = cap.get(cv2.CAP_PROP_FPS)
-                cap.release()
-            writer.add(frame.source, frame.image, poses, fps_of.get(video))
-            summary.images += 1
-            summary.persons += len(poses)
+            yield frame, kwargs
+
+    def estimate(item: tuple[Frame, dict]) -> tuple[Frame, Poses | None, str | None]:
+        frame, kwargs = item
+        if frame.image is None:
+            return frame, None, frame.error or frame.source
+        try:
+            return frame, estimator(frame.image, **kwargs), None
+        except Exception as e:  # one bad frame must not end the batch
+            return frame, None, f"{frame.source}: {type(e).__name__}: {e}"
+
+    def sink(item: tuple[Frame, Poses | None, str | None]) -> None:
+        frame, poses, error = item
+        bar.update(1)
+        if poses is None:
+            summary.failed.append(error or frame.source)
+            tqdm.write(f"posekit: {'skipped' if frame.image is None else 'failed'} {error}", file=sys.stderr)
+            return
+        video = frame.source.partition("#frame=")[0]
+        if "#frame=" in frame.source and video not in fps_of:
+            cap = open_video(video)
+            fps_of[video] = cap.get(cv2.CAP_PROP_FPS)
+            cap.release()
+        writer.add(frame.source, frame.image, poses, fps_of.get(video))
+        summary.images += 1
+        summary.persons += len(poses)
+
+    workers = min(os.cpu_count() or 1, 2) if concurrent else 1
+    threads = torch.get_num_threads()
+    start = time.perf_counter()
+    try:
+        if workers > 1:
+            torch.set_num_threads(1)
+            run_concurrent(source(), [Stage("pose", estimate, workers)], sink)
+        else:
+            run_sequential(source(), [Stage("pose", estimate)], sink)
     finally:
+        torch.set_num_threads(threads)
         bar.close()
         writer.close()
         summary.seconds = time.perf_counter() - start
