@@ -53,7 +53,7 @@ def _track(args: argparse.Namespace) -> int:
     estimator = PoseEstimator(args.model, backend=args.backend, **_model_options(args)[1])
     try:
         summary = run_track(args.source, estimator, Path(args.out), render=not args.no_render, smooth=args.smooth,
-                            embeddings=args.embeddings, concurrent=not args.sequential, quiet=args.quiet,
+                            embeddings=args.embeddings, concurrent=False if args.sequential else None, quiet=args.quiet,
                             max_frames=args.max_frames)  # fmt: skip
     except KeyboardInterrupt:
         print(f"posekit: interrupted; outputs in {args.out} are valid up to the last frame processed", file=sys.stderr)
@@ -297,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also match on appearance embeddings pooled from MoveNet features (top-down; off by default: "
                     "on the synthetic crossing test they cost ID switches, see README)")  # fmt: skip
     tr.add_argument("--no-render", action="store_true", help="do not write the rendered video")
-    tr.add_argument("--sequential", action="store_true", help="run the stages one after another (no threads), for comparison")
+    tr.add_argument("--sequential", action="store_true", help="run the stages one after another (no threads); the default runs two frames at a "
+                    "time on single-threaded workers with the onnxruntime backend, in sequence with torch (faster for each)")
     tr.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     tr.add_argument("--backend", **BACKEND_ARG)
     tr.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -197,7 +197,7 @@ class TrackSummary:
 
 def run_track(
     source: str, estimator: PoseEstimator, out_dir: Path, render: bool = True, smooth: bool = False, embeddings: bool = False,
-    concurrent: bool = True, quiet: bool = False, tracker_options: TrackerOptions | None = None, max_frames: int | None = None,
+    concurrent: bool | None = None, quiet: bool = False, tracker_options: TrackerOptions | None = None, max_frames: int | None = None,
 ) -> TrackSummary:  # fmt: skip
     """Track poses over `source` (video file, frame folder, webcam index or stream URL) into `out_dir`."""
     frames, count, fps = open_source(source)
@@ -210,15 +210,18 @@ def run_track(
 
 def track_frames(
     frames: Iterator[Frame], estimator: PoseEstimator, out_dir: Path, name: str = "stream", fps: float = 25.0, count: int | None = None,
-    render: bool = True, smooth: bool = False, embeddings: bool = False, concurrent: bool = True, quiet: bool = False,
+    render: bool = True, smooth: bool = False, embeddings: bool = False, concurrent: bool | None = None, quiet: bool = False,
     tracker_options: TrackerOptions | None = None,
 ) -> TrackSummary:  # fmt: skip
     """Track poses over an iterator of frames (any reader, or generated frames)."""
     tracker = PoseTracker(tracker_options or TrackerOptions())
     use_emb = embeddings and estimator.takes_boxes  # embeddings come from the top-down pose model
     # Concurrent: one single-threaded worker per core on each model stage, frames in parallel. Measured on
-    # the 2-core machine, this beats both 2-thread ops in sequence and 2-thread ops in concurrent stages
-    # (which oversubscribe the cores): see README "Video and tracking".
+    # the 2-core machine (README "Video and tracking"): with ONNX Runtime it beats 2-thread sessions in
+    # sequence (24 vs 12 fps, 1 person); with torch it is slower since the importer's convolutions got
+    # faster on two threads (8.8 vs 11.9 fps, 6 people). So by default: concurrent with onnxruntime only.
+    if concurrent is None:
+        concurrent = getattr(estimator, "backend", "torch") == "onnxruntime"
     workers = max(1, min(os.cpu_count() or 1, 4)) if concurrent else 1
     stages = build_stages(estimator, tracker, PoseSmoother() if smooth else None, use_emb, workers)
     writer = TrackWriter(out_dir, name, fps, render)
