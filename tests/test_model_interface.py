@@ -7,6 +7,8 @@ import json
 import pickle
 from pathlib import Path
 
+import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 import torch.distributed as dist
@@ -152,3 +154,12 @@ def test_trained_checkpoints_run_in_predict_track_and_eval(tmp_path: Path, data_
         assert main(["eval", "--gt", str(gt), "--model", str(ckpt), "--images", str(image_dir), "--out-dir", str(tmp_path / f"e_{family}"),
                      "--quiet"]) == 0  # fmt: skip
         assert "coco" in capsys.readouterr().out
+        # export: the forward as ONNX, checked on real images, then run alone in a plain onnxruntime session
+        onnx_file = tmp_path / f"{family}.onnx"
+        assert main(["export", "--model", str(ckpt), "--images", str(image_dir), "--max-images", "2", "--out", str(onnx_file)]) == 0
+        assert "max abs diff" in capsys.readouterr().out
+        session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+        shape = [3, *cfg.data.input_size[::-1]]
+        outs = session.run(None, {"image": np.zeros((3, *shape), np.float32)})
+        assert all(o.shape[0] == 3 and np.isfinite(o).all() for o in outs)
+        assert session.get_modelmeta().custom_metadata_map["posekit.family"] == family

@@ -9,31 +9,10 @@
 //            "images": [{"file": "x.rgb", "height": H, "width": W}, ...]}
 // prints one JSON line: images, persons, seconds, ms_per_image, backend, tfjs version.
 import fs from 'node:fs';
-import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import * as tfconv from '@tensorflow/tfjs-converter';
-
-function fileHandler(modelJson) {
-  return {
-    load: async () => {
-      const spec = JSON.parse(fs.readFileSync(modelJson, 'utf8'));
-      const dir = path.dirname(modelJson);
-      const buffers = [];
-      const weightSpecs = [];
-      for (const group of spec.weightsManifest) {
-        weightSpecs.push(...group.weights);
-        for (const p of group.paths) buffers.push(fs.readFileSync(path.join(dir, p)));
-      }
-      const all = Buffer.concat(buffers);
-      return {
-        modelTopology: spec.modelTopology, format: spec.format, generatedBy: spec.generatedBy,
-        convertedBy: spec.convertedBy, signature: spec.signature, userDefinedMetadata: spec.userDefinedMetadata,
-        weightSpecs, weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength),
-      };
-    },
-  };
-}
+import { fileHandler } from './file_handler.mjs';
 
 // Square box around (x1, y1, x2, y2), grown by `margin`: posekit's expand_box with aspect 1.
 function squareBox(x1, y1, x2, y2, margin) {

@@ -10,32 +10,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import * as tfconv from '@tensorflow/tfjs-converter';
-
-function fileHandler(modelJson) {
-  return {
-    load: async () => {
-      const spec = JSON.parse(fs.readFileSync(modelJson, 'utf8'));
-      const dir = path.dirname(modelJson);
-      const weightSpecs = [];
-      const buffers = [];
-      for (const group of spec.weightsManifest) {
-        weightSpecs.push(...group.weights);
-        for (const p of group.paths) buffers.push(fs.readFileSync(path.join(dir, p)));
-      }
-      const all = Buffer.concat(buffers);
-      return {
-        modelTopology: spec.modelTopology,
-        format: spec.format,
-        generatedBy: spec.generatedBy,
-        convertedBy: spec.convertedBy,
-        signature: spec.signature,
-        userDefinedMetadata: spec.userDefinedMetadata,
-        weightSpecs,
-        weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength),
-      };
-    },
-  };
-}
+import { fileHandler } from './file_handler.mjs';
 
 function readInput(spec) {
   const buf = fs.readFileSync(spec.file);
