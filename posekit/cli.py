@@ -20,7 +20,8 @@ EPILOG_PREDICT = """examples:
 
 BACKEND_ARG = {"default": "auto", "choices": ["auto", "torch", "onnxruntime"],
                "help": "where the networks run: onnxruntime (exported on first use, cached beside the weights), torch, or "
-               "auto (default: onnxruntime when installed; measured faster on CPU, see README)"}
+               "auto (default: onnxruntime for the TF.js pipelines when installed, measured faster on CPU, see README; "
+               "torch for trained models)"}
 
 
 def _model_options(args: argparse.Namespace) -> tuple[bool, dict]:

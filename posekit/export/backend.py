@@ -20,12 +20,14 @@ import torch
 from posekit.errors import PosekitError
 
 BACKENDS = ("torch", "onnxruntime")
-# Trunk outputs are raw activations (offsets in grid pixels, logits), so their tolerance is relative to
-# their size; the pipeline's outputs are compared in absolute terms by the parity tests.
-TRUNK_RTOL = 1e-4
+# fp32 limit of an export against torch. Raw outputs (offsets in grid pixels, box corners in input pixels,
+# logits) are compared relative to their magnitude where it exceeds 1; the pipeline's outputs are compared
+# in absolute terms by the parity tests.
+PARITY_LIMIT = 1e-4
 
 
 def check_backend(backend: str) -> str:
+    """`backend` if it is known and its packages are installed; one clear error otherwise."""
     if backend not in BACKENDS:
         raise PosekitError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
     if backend == "onnxruntime":
@@ -51,22 +53,29 @@ def trunk_metadata(name: str, sha256: str, module: Any) -> dict[str, str]:
             "posekit.outputs": ",".join(module.trunk_outputs)}  # fmt: skip
 
 
-def export_trunk(module: Any, name: str, sha256: str, example: list[torch.Tensor], path: Path) -> float:
-    """Export `module`'s trunk to ONNX at `path`; returns the largest difference from torch on `example`,
-    relative to each output's largest magnitude. Refuses (and removes) an export that does not match."""
+def export_checked(network: torch.nn.Module, example: list[torch.Tensor], path: Path, inputs: list[str], outputs: list[str],
+                   meta: dict[str, str], what: str) -> float:  # fmt: skip
+    """Export `network` to ONNX at `path`; returns the largest difference from torch on `example`, relative
+    to each output's largest magnitude. Refuses (and removes) an export over `PARITY_LIMIT`."""
     from posekit.export.onnx import export_onnx, onnx_session
+
+    with torch.inference_mode():
+        want = forward_outputs(network(*example))
+    export_onnx(network, example, path, inputs, outputs, meta)
+    got = onnx_session(path).run(None, {n: v.numpy() for n, v in zip(inputs, example)})
+    worst = relative_diff([torch.from_numpy(g) for g in got], want)
+    if not worst <= PARITY_LIMIT:
+        path.unlink(missing_ok=True)
+        raise PosekitError(f"{what}: the ONNX export differs from torch by {worst:.2e} (relative; limit {PARITY_LIMIT})")
+    return worst
+
+
+def export_trunk(module: Any, name: str, sha256: str, example: list[torch.Tensor], path: Path) -> float:
+    """Export `module`'s trunk to ONNX at `path`, checked against torch on `example`."""
     from posekit.zoo.graph_module import GraphTrunk
 
     meta = trunk_metadata(name, sha256, module)
-    export_onnx(GraphTrunk(module), example, path, module.trunk_inputs, module.trunk_outputs, meta)
-    with torch.inference_mode():
-        want = module.run_trunk(*example)
-    got = onnx_session(path).run(None, {n: v.numpy() for n, v in zip(module.trunk_inputs, example)})
-    worst = relative_diff([torch.from_numpy(g) for g in got], list(want))
-    if not worst <= TRUNK_RTOL:
-        path.unlink(missing_ok=True)
-        raise PosekitError(f"{name}: the ONNX export of the trunk differs from torch by {worst:.2e} (relative; limit {TRUNK_RTOL})")
-    return worst
+    return export_checked(GraphTrunk(module), example, path, module.trunk_inputs, module.trunk_outputs, meta, f"{name} trunk")
 
 
 class SessionCache:
@@ -142,30 +151,34 @@ def forward_outputs(out: Any) -> list[torch.Tensor]:
     return list(out) if isinstance(out, (tuple, list)) else [out]
 
 
+def forward_output_names(model: Any) -> list[str]:
+    """ONNX output names of a trained model's forward: output_0, output_1, ..."""
+    return [f"output_{i}" for i in range(len(forward_outputs(OnnxForward.probe(model))))]
+
+
 def export_forward(model: Any, name: str, sha256: str, example: list[torch.Tensor], path: Path) -> float:
     """Export a trained `PoseModel`'s `forward` to ONNX at `path`, checked against torch on `example`."""
-    from posekit.export.onnx import export_onnx, onnx_session
-
-    network = ClassForward(model)
-    with torch.inference_mode():
-        want = forward_outputs(network(*example))
-    outputs = [f"output_{i}" for i in range(len(want))]
-    meta = {**forward_metadata(model, name, sha256), "posekit.outputs": ",".join(outputs)}
-    export_onnx(network, example, path, ["image"], outputs, meta)
-    got = [torch.from_numpy(o) for o in onnx_session(path).run(None, {"image": example[0].numpy()})]
-    worst = relative_diff(got, want)
-    if not worst <= TRUNK_RTOL:
-        path.unlink(missing_ok=True)
-        raise PosekitError(f"{name}: the ONNX export of forward differs from torch by {worst:.2e} (relative; limit {TRUNK_RTOL})")
-    return worst
+    outputs = forward_output_names(model)
+    return export_checked(ClassForward(model), example, path, ["image"], outputs, forward_metadata(model, name, sha256, outputs), name)
 
 
-def forward_metadata(model: Any, name: str, sha256: str) -> dict[str, str]:
+def forward_metadata(model: Any, name: str, sha256: str, outputs: list[str]) -> dict[str, str]:
     import posekit
 
     return {"posekit.version": posekit.__version__, "posekit.source": name, "posekit.source_sha256": sha256,
             "posekit.part": "forward", "posekit.family": model.family, "posekit.spec": model.spec.name,
-            "posekit.inputs": "image"}  # fmt: skip
+            "posekit.inputs": "image", "posekit.outputs": ",".join(outputs)}  # fmt: skip
+
+
+def network_sha256(state: dict[str, Any]) -> str:
+    """Identity of a checkpoint's network: its weights and the model section of its config (architecture
+    options); the key of its cached exports and the source sha256 its exported files record."""
+    import json
+
+    from posekit.zoo.checkpoints import state_sha256
+
+    identity = state_sha256(state["model"]) + json.dumps(state["config"].get("model"), sort_keys=True, default=str)
+    return hashlib.sha256(identity.encode()).hexdigest()
 
 
 class OnnxForward:
@@ -174,10 +187,11 @@ class OnnxForward:
 
     def __init__(self, model: Any, name: str, sha256: str) -> None:
         self.cache = SessionCache(f"{model.family}-{sha256[:16]}", lambda values, path: export_forward(model, name, sha256, values, path))
-        self.single = not isinstance(self._probe(model), (tuple, list))
+        self.single = not isinstance(self.probe(model), (tuple, list))
 
     @staticmethod
-    def _probe(model: Any) -> Any:
+    def probe(model: Any) -> Any:
+        """The torch forward on one blank input at the model's size: what its outputs look like."""
         size = model.input_size
         with torch.inference_mode():
             return ClassForward(model)(torch.zeros(1, 3, size[1], size[0]))

@@ -13,8 +13,6 @@ outputs is reported (and must be within `PARITY_LIMIT`).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -25,10 +23,10 @@ import numpy as np
 import torch
 
 from posekit.errors import PosekitError
+from posekit.export.backend import PARITY_LIMIT, forward_outputs
 
 FORMATS = ("onnx", "torchscript")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
-PARITY_LIMIT = 1e-4  # fp32, on the model's outputs, relative to their magnitude where it exceeds 1
 
 
 @dataclass
@@ -66,12 +64,10 @@ def _graph_modules(name: str) -> dict[str, Any]:
     from posekit.models.tfjs_models import MOVENET_FEATURES, MOVENET_HEATMAPS, MOVENET_INPUT_SIZE, load_module
     from posekit.zoo.fetch import fetch
     from posekit.zoo.loader import PIPELINES
-    from posekit.zoo.registry import GRAPHS
 
     graphs = list(PIPELINES[name][1]) if name in PIPELINES else [name]
     fetch(graphs)
     extras = {g: (MOVENET_FEATURES, MOVENET_HEATMAPS) for g in MOVENET_INPUT_SIZE}
-    assert all(g in GRAPHS for g in graphs)
     return {g: load_module(g, extras.get(g, ())) for g in graphs}
 
 
@@ -91,8 +87,7 @@ def _export(network: torch.nn.Module, example: list[torch.Tensor], path: Path, f
 
     def run(values: list[torch.Tensor]) -> list[torch.Tensor]:
         with torch.inference_mode():
-            out = loaded(*values)
-        return list(out) if isinstance(out, (tuple, list)) else [out]
+            return forward_outputs(loaded(*values))
 
     return run
 
@@ -113,7 +108,6 @@ def _check(part: str, abs_diff: float, rel_diff: float, path: Path) -> None:
 def export_graph(graph: str, module: Any, fmt: str, path: Path, images: list[np.ndarray]) -> ExportReport:
     """A TF.js graph's trunk; the check runs the whole graph (head, trunk, decoding tail) with the exported
     trunk in place of torch's, on each real image alone and on all of them as one batch."""
-    import posekit
     from posekit.export.backend import trunk_metadata
     from posekit.zoo.graph_module import GraphTrunk
     from posekit.zoo.store import read_manifest
@@ -121,17 +115,15 @@ def export_graph(graph: str, module: Any, fmt: str, path: Path, images: list[np.
     start = time.perf_counter()
     sha = read_manifest()["models"][graph]["sha256"]
     batch = torch.from_numpy(np.concatenate([_graph_input(graph, im) for im in images]))
-    meta = {**trunk_metadata(graph, sha, module), "posekit.version": posekit.__version__, "posekit.input_shape": str(list(batch.shape[1:]))}
+    meta = {**trunk_metadata(graph, sha, module), "posekit.input_shape": str(list(batch.shape[1:]))}
     run = _export(GraphTrunk(module), module.trunk_feed(batch), path, fmt, module.trunk_inputs, module.trunk_outputs, meta)
     worst = (0.0, 0.0)
     try:
         for x in [batch, *batch.split(1)]:
             module.trunk_runner = None
-            want = module(x)
+            want = forward_outputs(module(x))
             module.trunk_runner = run
-            got = module(x)
-            want, got = (list(want), list(got)) if isinstance(want, tuple) else ([want], [got])
-            worst = max(worst, _diffs(got, want))
+            worst = max(worst, _diffs(forward_outputs(module(x)), want))
     finally:
         module.trunk_runner = None
     _check(graph, *worst, path)
@@ -157,23 +149,19 @@ def _model_input(model: Any, image: np.ndarray) -> torch.Tensor:
 
 def export_trained(name: str, fmt: str, path: Path, images: list[np.ndarray]) -> ExportReport:
     """A checkpoint's or shipped model's `forward`, checked on the real images (each alone and batched)."""
-    import posekit
-    from posekit.export.backend import ClassForward, forward_metadata, forward_outputs
-    from posekit.zoo.checkpoints import model_from_checkpoint, state_sha256
+    from posekit.export.backend import ClassForward, forward_metadata, forward_output_names, network_sha256
+    from posekit.zoo.checkpoints import model_from_checkpoint
     from posekit.zoo.loader import _read_state
 
     start = time.perf_counter()
     state = _read_state(name)
     model = model_from_checkpoint(Path(name), state).eval()
-    identity = state_sha256(state["model"]) + json.dumps(state["config"].get("model"), sort_keys=True, default=str)
-    sha = hashlib.sha256(identity.encode()).hexdigest()
+    sha = network_sha256(state)
     network = ClassForward(model)
     batch = torch.cat([_model_input(model, im) for im in images])
-    with torch.inference_mode():
-        n_out = len(forward_outputs(network(batch[:1])))
-    outputs = [f"output_{i}" for i in range(n_out)]
-    meta = {**forward_metadata(model, name, sha), "posekit.version": posekit.__version__, "posekit.outputs": ",".join(outputs),
-            "posekit.input_shape": str(list(batch.shape[1:])), "posekit.normalise": "RGB/255, ImageNet mean and std"}  # fmt: skip
+    outputs = forward_output_names(model)
+    meta = {**forward_metadata(model, name, sha, outputs), "posekit.input_shape": str(list(batch.shape[1:])),
+            "posekit.normalise": "RGB/255, ImageNet mean and std"}  # fmt: skip
     run = _export(network, [batch], path, fmt, ["image"], outputs, meta)
     worst = (0.0, 0.0)
     for x in [batch, *batch.split(1)]:

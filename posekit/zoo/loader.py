@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from posekit.errors import UnknownModelError
+from posekit.errors import PosekitError, UnknownModelError
 
 # name -> (description, weights it needs)
 PIPELINES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -119,11 +119,9 @@ def resolve_backend(backend: str = "auto", name: str | Path = DEFAULT_MODEL) -> 
         if str(name) not in PIPELINES:
             return "torch"
         try:
-            import onnx  # noqa: F401
-            import onnxruntime  # noqa: F401
-        except ImportError:
+            return check_backend("onnxruntime")
+        except PosekitError:  # onnx / onnxruntime not installed
             return "torch"
-        return "onnxruntime"
     return check_backend(backend)
 
 
@@ -166,15 +164,9 @@ def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None =
         fetch(needed)
     model = model_from_checkpoint(path, state)
     if backend == "onnxruntime":
-        import hashlib
-        import json
+        from posekit.export.backend import model_onnxruntime, network_sha256
 
-        from posekit.export.backend import model_onnxruntime
-        from posekit.zoo.checkpoints import state_sha256
-
-        # the network is its weights and the model section of its config (architecture options)
-        identity = state_sha256(state["model"]) + json.dumps(state["config"].get("model"), sort_keys=True, default=str)
-        model_onnxruntime(model, name_str, hashlib.sha256(identity.encode()).hexdigest())
+        model_onnxruntime(model, name_str, network_sha256(state))
     if crops:
         from posekit.models.tfjs_models import CenterNetDetector
 

@@ -10,9 +10,8 @@
 // prints one JSON line: images, persons, seconds, ms_per_image, backend, tfjs version.
 import fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-cpu';
 import * as tfconv from '@tensorflow/tfjs-converter';
-import { fileHandler } from './file_handler.mjs';
+import { fileHandler, useBackend } from './tfjs_common.mjs';
 
 // Square box around (x1, y1, x2, y2), grown by `margin`: posekit's expand_box with aspect 1.
 function squareBox(x1, y1, x2, y2, margin) {
@@ -46,10 +45,7 @@ function estimate(image, centernet, thunder, detThr) {
 
 async function main() {
   const args = process.argv.slice(2);
-  const backend = args.includes('--backend') ? args[args.indexOf('--backend') + 1] : 'wasm';
-  if (backend === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
-  await tf.setBackend(backend);
-  await tf.ready();
+  const backend = await useBackend(args, 'wasm');
   const job = JSON.parse(fs.readFileSync(args[0], 'utf8'));
   const centernet = await tfconv.loadGraphModel(fileHandler(job.centernet));
   const thunder = await tfconv.loadGraphModel(fileHandler(job.thunder));

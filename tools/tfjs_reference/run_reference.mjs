@@ -8,9 +8,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-cpu';
 import * as tfconv from '@tensorflow/tfjs-converter';
-import { fileHandler } from './file_handler.mjs';
+import { fileHandler, useBackend } from './tfjs_common.mjs';
 
 function readInput(spec) {
   const buf = fs.readFileSync(spec.file);
@@ -21,10 +20,7 @@ function readInput(spec) {
 
 async function main() {
   const args = process.argv.slice(2);
-  const backend = args.includes('--backend') ? args[args.indexOf('--backend') + 1] : 'cpu';
-  if (backend === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
-  await tf.setBackend(backend);
-  await tf.ready();
+  const backend = await useBackend(args, 'cpu');
   const jobs = JSON.parse(fs.readFileSync(args[0], 'utf8'));
   const models = new Map();
   for (const job of jobs) {
