@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from posekit.errors import PosekitError
@@ -29,6 +32,12 @@ def _model_options(args: argparse.Namespace) -> tuple[bool, dict]:
     for top-down models, the input size for movenet-multipose, none for a whole-image checkpoint."""
     from posekit.zoo.loader import is_top_down
 
+    for name in ("det_thr", "score_thr"):
+        value = getattr(args, name, None)
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise PosekitError(f"--{name.replace('_', '-')} {value}: a score threshold between 0 and 1")
+    if args.input_size <= 0 or args.input_size % 32:
+        raise PosekitError(f"--input-size {args.input_size}: a positive multiple of 32 (e.g. 256, 320, 512)")
     if is_top_down(args.model):
         return True, {"det_threshold": args.det_thr}
     return False, {"longest_side": args.input_size} if args.model == "movenet-multipose" else {}
@@ -41,9 +50,15 @@ def _predict(args: argparse.Namespace) -> int:
     top_down, options = _model_options(args)
     if args.boxes and not top_down:
         raise PosekitError(f"--boxes needs a top-down model (topdown-thunder, topdown-lightning or a top-down checkpoint), not {args.model}")
+    render_options = _render_options(args)
+    out = _out_dir(args)
     estimator = PoseEstimator(args.model, score_threshold=args.score_thr, backend=args.backend, **options)
-    summary = run_predict(args.inputs, estimator, Path(args.out), args.openpose, args.render, args.boxes, args.quiet)
-    print(f"{summary.line()} -> {Path(args.out) / 'results.json'}")
+    try:
+        summary = run_predict(args.inputs, estimator, out, args.openpose, args.render, args.boxes, args.quiet, render_options=render_options)
+    except KeyboardInterrupt:
+        print(f"posekit: interrupted; {out / 'results.json'} holds the images finished before the stop", file=sys.stderr)
+        return 130
+    print(f"{summary.line()} -> {out / 'results.json'}")
     return 1 if summary.failed else 0
 
 
@@ -51,16 +66,39 @@ def _track(args: argparse.Namespace) -> int:
     from posekit.api import PoseEstimator
     from posekit.pipeline.track import run_track
 
-    estimator = PoseEstimator(args.model, backend=args.backend, **_model_options(args)[1])
+    options = _model_options(args)[1]
+    if args.max_frames is not None and args.max_frames <= 0:
+        raise PosekitError(f"--max-frames {args.max_frames}: a positive number of frames")
+    render_options = _render_options(args)
+    out = _out_dir(args)
+    estimator = PoseEstimator(args.model, backend=args.backend, **options)
     try:
-        summary = run_track(args.source, estimator, Path(args.out), render=not args.no_render, smooth=args.smooth,
+        summary = run_track(args.source, estimator, out, render=not args.no_render, smooth=args.smooth,
                             embeddings=args.embeddings, concurrent=False if args.sequential else None, quiet=args.quiet,
-                            max_frames=args.max_frames)  # fmt: skip
+                            max_frames=args.max_frames, render_options=render_options)  # fmt: skip
     except KeyboardInterrupt:
-        print(f"posekit: interrupted; outputs in {args.out} are valid up to the last frame processed", file=sys.stderr)
+        print(f"posekit: interrupted; outputs in {out} are valid up to the last frame processed", file=sys.stderr)
         return 130
-    print(f"{summary.line()} -> {Path(args.out)}")
+    print(f"{summary.line()} -> {out}")
     return 1 if summary.failed else 0
+
+
+def _out_dir(args: argparse.Namespace) -> Path:
+    """--out, or a new numbered folder beside it when it already holds files (unless --exist-ok)."""
+    from posekit.fileio import fresh_out_dir
+
+    out = fresh_out_dir(args.out, args.exist_ok)
+    if out != Path(args.out):
+        print(f"posekit: {args.out} already holds files; writing to {out} (--exist-ok to reuse {args.out})", file=sys.stderr)
+    return out
+
+
+def _render_options(args: argparse.Namespace) -> dict:
+    for name in ("kpt_thr", "conf"):
+        value = getattr(args, name)
+        if not 0.0 <= value <= 1.0:
+            raise PosekitError(f"--{name.replace('_', '-')} {value}: a score between 0 and 1")
+    return {"keypoint_threshold": args.kpt_thr, "person_threshold": args.conf}
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -119,7 +157,8 @@ def _weights(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from posekit.evaluation.run import DATASET_OF_SPEC, convert_results, detect_dataset, evaluate_files, format_table, load_results
+    from posekit.evaluation.checks import read_json_file
+    from posekit.evaluation.run import DATASET_OF_SPEC, convert_results, detect_dataset, evaluate_files, format_table
     from posekit.fileio import atomic_write_json
 
     if args.oracle:
@@ -142,16 +181,20 @@ def _eval(args: argparse.Namespace) -> int:
         if dataset not in ("coco", "crowdpose") or args.gt.suffix != ".json":
             raise PosekitError(f"--model runs on COCO-format (coco, crowdpose) or LSP ground truth; this is {dataset}")
         out = Path(args.out_dir)
-        gt = json.loads(args.gt.read_text())
-        files = [str(args.images / img["file_name"]) for img in gt["images"]]  # only the annotated images
+        gt = read_json_file(args.gt, "--gt")
+        if not isinstance(gt, dict) or not isinstance(gt.get("images"), list) or not gt["images"]:
+            raise PosekitError(f"--gt {args.gt}: no 'images' to run the model on")
+        files = [str(args.images / str(img.get("file_name", ""))) for img in gt["images"] if isinstance(img, dict)]
         estimator = PoseEstimator(args.model, backend=args.backend)
         summary = run_predict(files, estimator, out, quiet=args.quiet)
         print(summary.line())
         ids = json.loads((out / "image_ids.json").read_text())
-        by_name = {Path(img["file_name"]).name: img["id"] for img in gt["images"]}
+        by_name = {Path(str(img.get("file_name"))).name: img.get("id") for img in gt["images"] if isinstance(img, dict)}
         remap = {int(k): by_name.get(Path(v).name, int(k)) for k, v in ids.items()}
-        preds = [{**r, "image_id": remap[r["image_id"]]} for r in load_results(out / "results.json")]
+        preds = [{**r, "image_id": remap[r["image_id"]]} for r in json.loads((out / "results.json").read_text())]
         results = convert_results(preds, estimator.spec, args.spec or ("crowdpose14" if dataset == "crowdpose" else "coco17"))
+        atomic_write_json(out / "results_scored.json", results)  # what was scored: GT image ids, the GT's spec
+        print(f"scored results (ground-truth image ids) -> {out / 'results_scored.json'}")
     dataset, stats = evaluate_files(args.gt, results, args.spec)
     print(format_table(dataset, stats))
     if args.out:
@@ -254,6 +297,12 @@ def _export(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _render_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kpt-thr", type=float, default=0.3, help="renders: draw keypoints and limbs scoring at least this (default 0.3)")
+    p.add_argument("--conf", type=float, default=0.0,
+                   help="renders: draw persons scoring at least this (default 0: all persons in the results)")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     from posekit import __version__
     from posekit.api import DEFAULT_MODEL, PIPELINES
@@ -272,7 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     pr.add_argument("inputs", nargs="+", help="image files, directories, globs ('imgs/*.jpg') or video files")
     pr.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|CHECKPOINT", help=models_help)
-    pr.add_argument("--out", default="outputs", help="output directory (default: outputs/)")
+    pr.add_argument("--out", default="outputs/predict", help="output folder (default outputs/predict); when it already holds "
+                    "files a new numbered one is used (outputs/predict2, ...) unless --exist-ok")  # fmt: skip
+    pr.add_argument("--exist-ok", action="store_true", help="write into --out even when it holds files (replacing this command's outputs)")
     pr.add_argument("--render", action="store_true", help="also draw skeletons: out/render/*.jpg, *.mp4 for videos")
     pr.add_argument("--openpose", action="store_true", help="also write OpenPose-style JSON per image: out/openpose/")
     pr.add_argument("--boxes", type=Path, help="person boxes: COCO detection results or GT annotations (top-down only)")
@@ -280,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--score-thr", type=float, default=None,
                     help="drop persons scoring below this (default: 0.1 multipose, 0 top-down, where --det-thr filters)")  # fmt: skip
     pr.add_argument("--input-size", type=int, default=256, help="movenet-multipose: longer image side, multiple of 32 (default 256)")
+    _render_args(pr)
     pr.add_argument("--backend", **BACKEND_ARG)
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_predict)
@@ -290,9 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "  posekit track 0 --model movenet-multipose     # webcam 0", formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     tr.add_argument("source", help="video file, folder of frames, webcam index (0) or stream URL (rtsp://...)")
     tr.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|CHECKPOINT", help=models_help)
-    tr.add_argument("--out", default="outputs/track", help="output directory (default outputs/track)")
+    tr.add_argument("--out", default="outputs/track", help="output folder (default outputs/track); when it already holds "
+                    "files a new numbered one is used (outputs/track2, ...) unless --exist-ok")  # fmt: skip
+    tr.add_argument("--exist-ok", action="store_true", help="write into --out even when it holds files (replacing this command's outputs)")
     tr.add_argument("--det-thr", type=float, default=0.3, help="person detection score threshold (top-down; default 0.3)")
-    tr.add_argument("--input-size", type=int, default=256, help="movenet-multipose: longer image side (default 256)")
+    tr.add_argument("--input-size", type=int, default=256, help="movenet-multipose: longer image side, multiple of 32 (default 256)")
+    _render_args(tr)
     tr.add_argument("--smooth", action="store_true", help="One-Euro smoothing of keypoints over time (off by default)")
     tr.add_argument("--embeddings", action="store_true",
                     help="also match on appearance embeddings pooled from MoveNet features (top-down; off by default: "
@@ -391,8 +446,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends a run as Ctrl-C does: outputs closed and valid up to the last item
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return args.func(args)
     except PosekitError as e:
@@ -401,6 +462,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("posekit: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug, not the user's input: still one line, the traceback on request
+        if os.environ.get("POSEKIT_DEBUG"):
+            raise
+        print(f"posekit: internal error: {type(e).__name__}: {e} (please report it; POSEKIT_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 3
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def test_synthetic_crossing_mota_idf1_floor(crossing_video, tmp_path: Path, weig
     pt = json.loads((out / "posetrack.json").read_text())
     assert len(pt["images"]) == 80 and all(len(a["keypoints"]) == 51 for a in pt["annotations"])
     assert pt["categories"][0]["keypoints"][1:3] == ["head_bottom", "head_top"]
-    cap = cv2.VideoCapture(str(out / "crossing_tracked.mp4"))
+    cap = cv2.VideoCapture(str(out / "render" / "crossing.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 80
     cap.release()
 
@@ -74,7 +74,7 @@ def test_sequential_and_concurrent_runs_give_the_same_tracks(crossing_video, tmp
     assert (diff > 0.05).mean() < 0.005, np.argwhere(diff > 0.05)
 
 
-def test_truncated_video_ends_cleanly_with_valid_outputs(crossing_video, tmp_path: Path, weights) -> None:
+def test_truncated_video_ends_cleanly_with_valid_outputs(crossing_video, tmp_path: Path, weights, capsys) -> None:
     frames = cv2.VideoCapture(str(crossing_video[0]))
     path = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (640, 480))
@@ -86,14 +86,17 @@ def test_truncated_video_ends_cleanly_with_valid_outputs(crossing_video, tmp_pat
     cut = tmp_path / "cut.avi"
     cut.write_bytes(data[: len(data) * 6 // 10])
     out = tmp_path / "out"
-    assert main(["track", str(cut), "--model", "movenet-multipose", "--out", str(out), "--quiet"]) == 0
+    assert main(["track", str(cut), "--model", "movenet-multipose", "--out", str(out), "--quiet"]) == 1  # it said so
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "cut.avi" in ln]
+    assert len(err) == 1 and "truncated" in err[0], err
     pt = json.loads((out / "posetrack.json").read_text())
     n = len(pt["images"])
     assert 5 <= n < 30  # the frames before the cut
-    cap = cv2.VideoCapture(str(out / "cut_tracked.mp4"))
+    cap = cv2.VideoCapture(str(out / "render" / "cut.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == n
     cap.release()
-    assert not list(out.glob(".*"))  # no part files left
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]  # no temp files left
+    assert [json.loads(line)["image"]["id"] for line in (out / "frames.jsonl").read_text().splitlines()] == [i["id"] for i in pt["images"]]
 
 
 def _rss_mib() -> float:

@@ -68,6 +68,8 @@ def _keypoints(values: Any, k: int | None, path: Path, where: str, name: str = "
         arr = np.asarray(values, np.float32).reshape(-1, 3)
     except (TypeError, ValueError) as e:
         raise DatasetError(f"{path}: {where}: field '{name}' is not a list of x, y, v triples") from e
+    if not np.isfinite(arr).all():
+        raise DatasetError(f"{path}: {where}: field '{name}' has non-finite values (NaN or Inf)")
     if k is not None and len(arr) != k:
         raise DatasetError(f"{path}: {where}: field '{name}' has {len(arr)} keypoints, expected {k}")
     return arr
@@ -78,6 +80,8 @@ def _xywh_to_xyxy(b: Any, path: Path, where: str) -> np.ndarray:
         x, y, w, h = (float(v) for v in b)
     except (TypeError, ValueError) as e:
         raise DatasetError(f"{path}: {where}: field 'bbox' must be [x, y, w, h]") from e
+    if not all(np.isfinite([x, y, w, h])) or w < 0 or h < 0:
+        raise DatasetError(f"{path}: {where}: field 'bbox' must be finite with w, h >= 0, got {list(b)}")
     return np.array([x, y, x + w, y + h], np.float32)
 
 
@@ -238,7 +242,9 @@ def parse_detections(data: Any, path: Path, min_score: float = 0.0) -> dict[int 
         image_id = _get(d, "image_id", path, where)
         if d.get("category_id", 1) != 1:
             continue
-        score = float(d.get("score", 1.0))
+        score = d.get("score", 1.0)
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not np.isfinite(score):
+            raise DatasetError(f"{path}: {where}: field 'score' must be a finite number, got {score!r}")
         if score >= min_score:
             per_image.setdefault(image_id, []).append((_xywh_to_xyxy(_get(d, "bbox", path, where), path, where), score))
     out = {}

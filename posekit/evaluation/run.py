@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from scipy.optimize import linear_sum_assignment
 
 from posekit.data.datasets import DatasetError, Sample, detect_spec, read_coco, read_lsp, read_mpii, read_posetrack, to_coco_dict
 from posekit.data.specs import convert_keypoints, get_spec
+from posekit.evaluation.checks import check_coco_gt, check_results, read_json_file
 from posekit.evaluation.coco import evaluate_coco_keypoints, evaluate_crowdpose, evaluate_parts
 from posekit.evaluation.pck import head_sizes, lsp_pck, mpii_pckh
 from posekit.evaluation.posetrack import FramePoses, posetrack_ap, posetrack_mota
@@ -23,30 +23,18 @@ def detect_dataset(gt: Path) -> str:
         return "posetrack"
     if gt.suffix == ".mat":
         return "lsp"
-    data = json.loads(gt.read_text())
+    data = read_json_file(gt, "--gt")
     if isinstance(data, list):
         return "mpii"
+    if not isinstance(data, dict):
+        raise DatasetError(f"--gt {gt}: expected a COCO-style annotation object, got {type(data).__name__}")
     images = data.get("images") or [{}]
-    if "crowdIndex" in images[0]:
+    if isinstance(images, list) and isinstance(images[0], dict) and "crowdIndex" in images[0]:
         return "crowdpose"
-    if "vid_id" in images[0]:
+    if isinstance(images, list) and isinstance(images[0], dict) and "vid_id" in images[0]:
         return "posetrack"
     spec = detect_spec(data, gt)  # the JSON is already loaded: no second read through read_coco
     return {"coco_wholebody133": "wholebody", "halpe136": "halpe"}.get(spec, "coco")
-
-
-def load_results(path: str | Path) -> list[dict[str, Any]]:
-    """COCO keypoint results (a list), or a PoseTrack-style dict whose 'annotations' are the results."""
-    data = json.loads(Path(path).read_text())
-    if isinstance(data, dict):
-        data = data.get("annotations", [])
-    if not isinstance(data, list):
-        raise DatasetError(f"{path}: expected a list of keypoint results")
-    for i, r in enumerate(data):
-        for key in ("image_id", "keypoints"):
-            if key not in r:
-                raise DatasetError(f"{path}: result {i}: missing field '{key}'")
-    return data
 
 
 def _by_image(results: list[dict], k: int) -> dict[Any, list[tuple[np.ndarray, float, Any]]]:
@@ -124,6 +112,10 @@ def _frames(samples: list[Sample], results: list[dict] | None) -> list[FramePose
     return frames
 
 
+SPEC_OF_DATASET = {
+    "coco": "coco17", "crowdpose": "crowdpose14", "wholebody": "coco_wholebody133", "halpe": "halpe136",
+    "mpii": "mpii16", "lsp": "lsp14", "posetrack": "posetrack17",
+}  # fmt: skip
 DATASET_OF_SPEC = {
     "coco17": "coco", "crowdpose14": "crowdpose", "coco_wholebody133": "wholebody", "halpe136": "halpe",
     "mpii16": "mpii", "lsp14": "lsp", "posetrack17": "posetrack",
@@ -137,25 +129,36 @@ def evaluate_files(gt: str | Path, results: str | Path | list, spec: str | None 
     dataset metric of its own (e.g. halpe26) is scored by COCO AP with that spec's sigmas."""
     gt = Path(gt)
     dataset = DATASET_OF_SPEC.get(spec, "coco") if spec else detect_dataset(gt)
-    res = load_results(results) if isinstance(results, (str, Path)) else results
-    if dataset == "coco":
-        sigmas = np.array(get_spec(spec).sigmas) if spec else None
-        return dataset, evaluate_coco_keypoints(gt, res, sigmas)
-    if dataset == "crowdpose":
-        return dataset, evaluate_crowdpose(gt, res, np.array(get_spec("crowdpose14").sigmas))
+    spec = spec or SPEC_OF_DATASET[dataset]
+    k = get_spec(spec).num_keypoints
+    raw = read_json_file(results, "--results") if isinstance(results, (str, Path)) else results
+    where = results if isinstance(results, (str, Path)) else "(results)"
+    if dataset in ("coco", "crowdpose"):
+        gt_data = check_coco_gt(read_json_file(gt, "--gt"), gt, k)
+        names = {Path(str(img.get("file_name", ""))).name: img["id"] for img in gt_data["images"]}
+        res = check_results(raw, where, k, {img["id"] for img in gt_data["images"]}, names)
+        if dataset == "crowdpose":
+            return dataset, evaluate_crowdpose(gt_data, res, np.array(get_spec("crowdpose14").sigmas))
+        return dataset, evaluate_coco_keypoints(gt_data, res, np.array(get_spec(spec).sigmas))
     if dataset in ("wholebody", "halpe"):
-        spec = "coco_wholebody133" if dataset == "wholebody" else "halpe136"
-        return dataset, evaluate_parts(to_coco_dict(read_coco(gt, spec=spec)), res, spec, np.array(get_spec(spec).sigmas))
+        samples = read_coco(gt, spec=spec)
+    elif dataset == "posetrack":
+        samples = [s for s in read_posetrack(gt) if s.extras.get("is_labeled", True)]
+    else:
+        samples = read_mpii(gt) if dataset == "mpii" else read_lsp(gt)
+    if not samples:
+        raise DatasetError(f"--gt {gt}: no images to score")
+    res = check_results(raw, where, k, {s.image_id for s in samples}, {s.image_path.name: s.image_id for s in samples},
+                        need_score=dataset not in ("mpii", "lsp"))
+    if dataset in ("wholebody", "halpe"):
+        return dataset, evaluate_parts(to_coco_dict(samples), res, spec, np.array(get_spec(spec).sigmas))
     if dataset == "mpii":
-        samples = read_mpii(gt)
         pred, g, vis, norms = _pck_inputs(samples, res, _mpii_head_size)
         return dataset, mpii_pckh(pred, g, vis, np.concatenate(norms))
     if dataset == "lsp":
-        samples = read_lsp(gt)
         pred, g, vis, _ = _pck_inputs(samples, res, _torso)
         return dataset, lsp_pck(pred, g, vis, get_spec("lsp14").keypoints)
     if dataset == "posetrack":
-        samples = [s for s in read_posetrack(gt) if s.extras.get("is_labeled", True)]
         names = get_spec("posetrack17").keypoints
         gt_frames, pred_frames = _frames(samples, None), _frames(samples, res)
         return dataset, {"AP": posetrack_ap(gt_frames, pred_frames, names), "MOTA": posetrack_mota(gt_frames, pred_frames, names)}

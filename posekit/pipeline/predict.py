@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -40,25 +39,27 @@ class PredictSummary:
 
 def load_boxes(path: Path) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], dict[str, int]]:
     """Person boxes per image id from a COCO detection-results list (category 1) or from GT annotations
-    (non-crowd persons with keypoints, score 1). Also file name -> image id, when the file has images."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(f"--boxes {path}: cannot read JSON ({e})") from e
+    (non-crowd persons with keypoints, score 1). Also file name -> image id, when the file has images.
+    A malformed file is refused as a whole (one line naming the record and field): half its boxes would
+    silently score as missed persons."""
+    from posekit.data.datasets import _get, _xywh_to_xyxy
+    from posekit.evaluation.checks import read_json_file
+
+    data = read_json_file(path, "--boxes")
     if isinstance(data, list):
         return parse_detections(data, path), {}
-    if not (isinstance(data, dict) and "annotations" in data):
+    if not (isinstance(data, dict) and isinstance(data.get("annotations"), list)):
         raise InputError(f"--boxes {path}: expected COCO annotations or a detection-results list")
-    names = {img["file_name"]: img["id"] for img in data.get("images", [])}
-    per_image: dict[int, list[list[float]]] = defaultdict(list)
-    for a in data["annotations"]:
+    images = data.get("images", [])
+    names = {Path(str(_get(img, "file_name", path, f"images[{i}]"))).name: _get(img, "id", path, f"images[{i}]")
+             for i, img in enumerate(images if isinstance(images, list) else [])}  # fmt: skip
+    per_image: dict[int, list[np.ndarray]] = defaultdict(list)
+    for i, a in enumerate(data["annotations"]):
+        where = f"annotations[{i}]"
+        image_id = _get(a, "image_id", path, where)
         if a.get("category_id", 1) == 1 and not a.get("iscrowd", 0) and a.get("num_keypoints", 1) > 0:
-            per_image[a["image_id"]].append(a["bbox"])
-    out = {}
-    for image_id, items in per_image.items():
-        b = np.array(items, np.float32).reshape(-1, 4)
-        out[image_id] = (np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], 1), np.ones(len(b), np.float32))
-    return out, names
+            per_image[image_id].append(_xywh_to_xyxy(_get(a, "bbox", path, where), path, where))
+    return {k: (np.stack(v), np.ones(len(v), np.float32)) for k, v in per_image.items()}, names
 
 
 def count_frames(files: list[Path]) -> int:
@@ -82,6 +83,7 @@ def run_predict(
     boxes_file: Path | None = None,
     quiet: bool = False,
     concurrent: bool | None = None,
+    render_options: dict | None = None,
 ) -> PredictSummary:
     """Every input through `estimator` into the writers. `concurrent`: two frames at a time, each worker
     single-threaded (one per core), as `track` runs. By default only with the ONNX Runtime backend: measured
@@ -94,7 +96,7 @@ def run_predict(
     for e in errors:
         print(f"posekit: skipped {e}", file=sys.stderr)
     boxes, names = load_boxes(boxes_file) if boxes_file else ({}, {})
-    writer = PredictionWriter(out_dir, openpose=openpose, render=render)
+    writer = PredictionWriter(out_dir, openpose=openpose, render=render, render_options=render_options)
     fps_of: dict[str, float] = {}
     bar = tqdm(total=count_frames(files), unit="img", disable=quiet or None, dynamic_ncols=True)
 

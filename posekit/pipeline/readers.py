@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,6 +57,9 @@ def read_image(path: str | Path) -> np.ndarray:
         raise InputError(f"{p}: empty file (0 bytes)")
     try:
         with Image.open(p) as im:
+            if im.width * im.height > MAX_PIXELS:  # PIL itself refuses only above twice its limit
+                raise InputError(f"{p}: image too large ({im.width}x{im.height} = {im.width * im.height / 1e6:.0f} Mpx; "
+                                 f"over {MAX_PIXELS / 1e6:.0f} Mpx is refused to protect the machine's memory)")
             im = ImageOps.exif_transpose(im)
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 array = np.array(im)
@@ -85,16 +89,41 @@ class Frame:
     timestamp_ms: float | None = None
 
 
+def _not_a_file(p: Path) -> str | None:
+    """Why `p` cannot be read as an input file, or None when it is a regular file (links followed)."""
+    try:
+        st = p.stat()
+    except OSError as e:
+        if p.is_symlink():
+            return "symbolic link loop" if e.errno == 40 else "broken symbolic link (its target does not exist)"
+        return f"cannot read ({e.strerror})"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a folder, not an image or video file"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (a pipe, socket or device); not read"
+    return None
+
+
 def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
-    """Files from paths, directories (non-recursive, sorted) and globs; plus errors for missing inputs."""
+    """Files from paths, directories (non-recursive, sorted) and globs; plus one error line for each input
+    that cannot be read: missing paths, empty patterns, and in folders the entries that look like inputs
+    but are not regular files (a folder named x.jpg, pipes, broken or looping links)."""
     files: list[Path] = []
     errors: list[str] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files.extend(sorted(c for c in p.iterdir() if c.is_file() and not c.name.startswith(".")))
-        elif p.exists():
-            files.append(p)
+            for c in sorted(p.iterdir()):
+                if c.name.startswith("."):
+                    continue
+                why = _not_a_file(c)
+                if why is None:
+                    files.append(c)
+                elif not (why.startswith("is a folder") and c.suffix.lower() not in IMAGE_EXTS | VIDEO_EXTS):
+                    errors.append(f"{c}: {why}")  # plain sub-folders are not inputs (not recursive)
+        elif p.exists() or p.is_symlink():
+            why = _not_a_file(p)
+            (errors.append(f"{p}: {why}") if why else files.append(p))
         elif any(ch in item for ch in "*?["):
             matches = sorted(Path(m) for m in glob.glob(item, recursive=True) if os.path.isfile(m))
             if not matches:
@@ -127,24 +156,45 @@ def open_video(path: Path | str) -> cv2.VideoCapture:
         return cv2.VideoCapture(str(path))
 
 
+MAX_BAD_FRAMES_IN_A_ROW = 25  # then the rest of the file is taken as missing (truncated), not as corrupt frames
+
+
 def iter_video(path: Path, start_index: int = 0) -> Iterator[Frame]:
+    """Frames of a video file. A frame that fails to decode inside the length the container declares is
+    skipped and decoding goes on (one corrupt packet must not end the video); the skipped frames and an early
+    end (a truncated file) are reported as one error Frame each, after the frames."""
     cap = open_video(path)
     if not cap.isOpened():
         yield Frame(str(path), start_index, error=f"{path}: cannot open as a video")
         return
+    declared = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+    bad: list[int] = []
+    k = decoded = in_a_row = 0
     try:
-        k = 0
         while True:
             ok, bgr = cap.read()
             if not ok:
-                break
+                if k >= declared or in_a_row >= MAX_BAD_FRAMES_IN_A_ROW:
+                    break
+                bad.append(k)
+                k, in_a_row = k + 1, in_a_row + 1
+                continue
             ts = cap.get(cv2.CAP_PROP_POS_MSEC)
             yield Frame(f"{path}#frame={k}", start_index + k, image=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), timestamp_ms=ts)
-            k += 1
-        if k == 0:
-            yield Frame(str(path), start_index, error=f"{path}: video has no readable frames")
+            k, decoded, in_a_row = k + 1, decoded + 1, 0
     finally:
         cap.release()
+    if decoded == 0:
+        yield Frame(str(path), start_index, error=f"{path}: video has no readable frames")
+        return
+    trailing = in_a_row if in_a_row >= MAX_BAD_FRAMES_IN_A_ROW or (bad and bad[-1] == k - 1) else 0
+    skipped = bad[: len(bad) - trailing]
+    if skipped:
+        yield Frame(str(path), start_index + k, error=f"{path}: {len(skipped)} corrupt frame(s) skipped "
+                    f"(frames {skipped[0]}-{skipped[-1]}); the frames around them were processed")  # fmt: skip
+    if trailing or decoded + len(skipped) < declared:
+        yield Frame(str(path), start_index + k, error=f"{path}: ended after frame {decoded + len(skipped) - 1} of the {declared} "
+                    "its header declares (truncated file?); the frames before were processed")  # fmt: skip
 
 
 def iter_frames(files: list[Path]) -> Iterator[Frame]:

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from posekit.api import PoseEstimator
 from posekit.data.specs import convert_keypoints, get_spec
-from posekit.fileio import atomic_path
+from posekit.fileio import JsonLines, atomic_path, read_json_lines
 from posekit.pipeline.readers import IMAGE_EXTS, Frame, iter_frames, open_video, read_image
 from posekit.pipeline.stages import FrameState
 from posekit.pipeline.stream import Stage, StageTimes, run_concurrent, run_sequential
@@ -116,23 +116,25 @@ def build_stages(
 
 
 class TrackWriter:
-    """results.json (COCO results with track_id), posetrack.json (PoseTrack18 layout) and the render.
+    """results.json (COCO results with track_id), posetrack.json (PoseTrack18 layout) and render/<name>.mp4.
 
-    Per-frame records are appended to hidden part files as they come and assembled at `close`, so memory
-    stays flat on long streams and a stopped run still leaves valid files for the frames processed."""
+    Each frame's records are appended to frames.jsonl as they come (whole lines only, even under kill -9)
+    and the JSON files are assembled from it at `close`: memory stays flat on long streams, and a stopped
+    run still leaves valid files for the frames processed."""
 
-    def __init__(self, out_dir: Path, video_name: str, fps: float, render: bool) -> None:
+    STREAM = "frames.jsonl"
+
+    def __init__(self, out_dir: Path, video_name: str, fps: float, render: bool, render_options: dict | None = None) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ("results.json", "posetrack.json"):  # a reused --out (--exist-ok): nothing from the last run stays
+            (self.out_dir / stale).unlink(missing_ok=True)
         self.video_name = video_name
         self.failed: list[str] = []
         self.frames = self.persons = 0
-        self._parts = {k: open(self.out_dir / f".{k}.part", "w") for k in ("results", "images", "annotations")}  # noqa: SIM115
-        self.render = VideoRender(self.out_dir / f"{video_name}_tracked.mp4", fps) if render else None
-
-    def _emit(self, part: str, records: list[dict]) -> None:
-        for r in records:
-            self._parts[part].write(json.dumps(r) + "\n")
+        self.stream = JsonLines(self.out_dir / self.STREAM)
+        self.render = VideoRender(self.out_dir / "render" / f"{video_name}.mp4", fps) if render else None
+        self.render_options = render_options or {}
 
     def __call__(self, item: Item) -> None:
         frame = item.frame
@@ -144,9 +146,8 @@ class TrackWriter:
         poses = item.poses
         self.frames += 1
         self.persons += len(poses)
-        self._emit("results", poses.to_coco_results(image_id))
-        self._emit("images", [{"id": image_id, "file_name": frame.source, "frame_id": frame.index, "vid_id": self.video_name,
-                               "timestamp_ms": frame.timestamp_ms, "is_labeled": True}])  # fmt: skip
+        image = {"id": image_id, "file_name": frame.source, "frame_id": frame.index, "vid_id": self.video_name,
+                 "timestamp_ms": frame.timestamp_ms, "is_labeled": True}  # fmt: skip
         pt_xy, pt_s = convert_keypoints(poses.keypoints, poses.keypoint_scores, poses.spec, "posetrack17")
         annotations = []
         for i in range(len(poses)):
@@ -157,28 +158,26 @@ class TrackWriter:
                 "keypoints": [round(float(v), 2) for v in kps.reshape(-1)], "scores": [round(float(v), 4) for v in pt_s[i]],
                 "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)], "score": round(float(poses.scores[i]), 4),
             })  # fmt: skip
-        self._emit("annotations", annotations)
+        self.stream.write({"image": image, "results": poses.to_coco_results(image_id), "annotations": annotations})
         if self.render is not None:
-            self.render.write(draw_poses(frame.image, poses))
+            self.render.write(draw_poses(frame.image, poses, **self.render_options))
 
-    def _read_part(self, part: str) -> Iterator[str]:
-        with open(self.out_dir / f".{part}.part") as f:
-            yield from (line.rstrip("\n") for line in f if line.strip())
+    def _joined(self, key: str) -> Iterator[str]:
+        for record in read_json_lines(self.stream.path):
+            value = record[key]
+            yield from (json.dumps(v) for v in (value if isinstance(value, list) else [value]))
 
     def close(self) -> None:
         if self.render is not None:
             self.render.close()
-        for f in self._parts.values():
-            f.close()
-        with atomic_path(self.out_dir / "results.json") as tmp, open(tmp, "w") as f:
-            f.write("[" + ",\n".join(self._read_part("results")) + "]")
+        self.stream.close()
         spec = get_spec("posetrack17")
         category = {"id": 1, "name": "person", "keypoints": list(spec.keypoints), "skeleton": [[a + 1, b + 1] for a, b in spec.skeleton]}
         with atomic_path(self.out_dir / "posetrack.json") as tmp, open(tmp, "w") as f:
-            f.write('{"images": [' + ",\n".join(self._read_part("images")) + '],\n"annotations": [')
-            f.write(",\n".join(self._read_part("annotations")) + '],\n"categories": ' + json.dumps([category]) + "}")
-        for part in self._parts:
-            (self.out_dir / f".{part}.part").unlink(missing_ok=True)
+            f.write('{"images": [' + ",\n".join(self._joined("image")) + '],\n"annotations": [')
+            f.write(",\n".join(self._joined("annotations")) + '],\n"categories": ' + json.dumps([category]) + "}")
+        with atomic_path(self.out_dir / "results.json") as tmp, open(tmp, "w") as f:
+            f.write("[" + ",\n".join(self._joined("results")) + "]")
 
 
 @dataclass
@@ -198,6 +197,7 @@ class TrackSummary:
 def run_track(
     source: str, estimator: PoseEstimator, out_dir: Path, render: bool = True, smooth: bool = False, embeddings: bool = False,
     concurrent: bool | None = None, quiet: bool = False, tracker_options: TrackerOptions | None = None, max_frames: int | None = None,
+    render_options: dict | None = None,
 ) -> TrackSummary:  # fmt: skip
     """Track poses over `source` (video file, frame folder, webcam index or stream URL) into `out_dir`."""
     frames, count, fps = open_source(source)
@@ -205,13 +205,14 @@ def run_track(
         frames = itertools.islice(frames, max_frames)
         count = min(count or max_frames, max_frames)
     name = Path(source).stem if not source.isdigit() and "://" not in source else "stream"
-    return track_frames(frames, estimator, out_dir, name, fps, count, render, smooth, embeddings, concurrent, quiet, tracker_options)
+    return track_frames(frames, estimator, out_dir, name, fps, count, render, smooth, embeddings, concurrent, quiet, tracker_options,
+                        render_options)
 
 
 def track_frames(
     frames: Iterator[Frame], estimator: PoseEstimator, out_dir: Path, name: str = "stream", fps: float = 25.0, count: int | None = None,
     render: bool = True, smooth: bool = False, embeddings: bool = False, concurrent: bool | None = None, quiet: bool = False,
-    tracker_options: TrackerOptions | None = None,
+    tracker_options: TrackerOptions | None = None, render_options: dict | None = None,
 ) -> TrackSummary:  # fmt: skip
     """Track poses over an iterator of frames (any reader, or generated frames)."""
     tracker = PoseTracker(tracker_options or TrackerOptions())
@@ -224,7 +225,7 @@ def track_frames(
         concurrent = getattr(estimator, "backend", "torch") == "onnxruntime"
     workers = max(1, min(os.cpu_count() or 1, 4)) if concurrent else 1
     stages = build_stages(estimator, tracker, PoseSmoother() if smooth else None, use_emb, workers)
-    writer = TrackWriter(out_dir, name, fps, render)
+    writer = TrackWriter(out_dir, name, fps, render, render_options)
     bar = tqdm(total=count, unit="frame", disable=quiet or None, dynamic_ncols=True)
 
     def sink(item: Item) -> None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
-from posekit.fileio import atomic_path, atomic_write_bytes, atomic_write_json
+from posekit.fileio import JsonLines, atomic_path, atomic_write_bytes, atomic_write_json, read_json_lines
 from posekit.structures import Poses
 from posekit.viz.draw import draw_poses
 
@@ -50,6 +50,17 @@ def _unique_name(directory: Path, stem: str, suffix: str, taken: set[str]) -> Pa
     return directory / name
 
 
+def letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` scaled to fit `size` (w, h) with its aspect ratio kept, centred on black."""
+    w, h = size
+    scale = min(w / image.shape[1], h / image.shape[0])
+    nw, nh = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
+    out = np.zeros((h, w, 3), np.uint8)
+    x, y = (w - nw) // 2, (h - nh) // 2
+    out[y : y + nh, x : x + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+    return out
+
+
 class VideoRender:
     """An mp4 written to a temp file and renamed into place on close (valid up to the last frame)."""
 
@@ -61,8 +72,10 @@ class VideoRender:
 
     def write(self, frame_bgr: np.ndarray) -> None:
         if self.writer is None:
-            h, w = frame_bgr.shape[:2]
-            self.writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            self.size = frame_bgr.shape[1], frame_bgr.shape[0]
+            self.writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
+        if (frame_bgr.shape[1], frame_bgr.shape[0]) != self.size:  # frames of mixed sizes: letterboxed to the first's
+            frame_bgr = letterbox(frame_bgr, self.size)
         self.writer.write(frame_bgr)
 
     def close(self, ok: bool = True) -> None:
@@ -75,28 +88,35 @@ class VideoRender:
 
 
 class PredictionWriter:
-    """Collects results for `out_dir`: results.json (COCO keypoint results) + image_ids.json, and optionally
+    """Outputs of `predict` in `out_dir`: results.jsonl (one line per image as it is processed: image_id,
+    source, its COCO keypoint results), then at close results.json (COCO keypoint results) and
+    image_ids.json (id -> source), both built from results.jsonl so they always agree; optionally
     openpose/<name>.json per image and render/<name>.jpg (or .mp4 per video)."""
 
-    def __init__(self, out_dir: Path, openpose: bool = False, render: bool = False) -> None:
+    STREAM = "results.jsonl"
+
+    def __init__(self, out_dir: Path, openpose: bool = False, render: bool = False, render_options: dict | None = None) -> None:
         self.out_dir = Path(out_dir)
+        self.render_options = render_options or {}
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ("results.json", "image_ids.json"):  # a reused --out (--exist-ok): nothing from the last run stays
+            (self.out_dir / stale).unlink(missing_ok=True)
         self.openpose, self.render = openpose, render
         self.ids = ImageIds()
-        self.results: list[dict[str, Any]] = []
+        self.stream = JsonLines(self.out_dir / self.STREAM)
         self._names: dict[str, set[str]] = {"openpose": set(), "render": set()}
         self._videos: dict[str, VideoRender] = {}
 
     def add(self, source: str, image: np.ndarray, poses: Poses, fps: float | None = None) -> None:
         image_id = self.ids.assign(source)
-        self.results.extend(poses.to_coco_results(image_id))
+        self.stream.write({"image_id": image_id, "source": source, "results": poses.to_coco_results(image_id)})
         video, _, frame = source.partition("#frame=")
         stem = Path(video).stem + (f"_{int(frame):06d}" if frame else "")
         if self.openpose:
             path = _unique_name(self.out_dir / "openpose", stem, ".json", self._names["openpose"])
             atomic_write_json(path, {"source": source, "image_id": image_id, **poses.to_openpose()})
         if self.render:
-            canvas = draw_poses(image, poses)
+            canvas = draw_poses(image, poses, **self.render_options)
             if frame:
                 if video not in self._videos:
                     path = _unique_name(self.out_dir / "render", Path(video).stem, ".mp4", self._names["render"])
@@ -111,5 +131,15 @@ class PredictionWriter:
         for v in self._videos.values():
             v.close()
         self._videos.clear()
-        atomic_write_json(self.out_dir / "results.json", self.results)
-        atomic_write_json(self.out_dir / "image_ids.json", {str(v): k for k, v in self.ids.by_source.items()}, indent=1)
+        self.stream.close()
+        ids: dict[str, str] = {}
+        with atomic_path(self.out_dir / "results.json") as tmp, open(tmp, "w") as f:
+            f.write("[")
+            first = True
+            for record in read_json_lines(self.stream.path):
+                ids[str(record["image_id"])] = record["source"]
+                for r in record["results"]:
+                    f.write(("" if first else ",\n") + json.dumps(r))
+                    first = False
+            f.write("]")
+            atomic_write_json(self.out_dir / "image_ids.json", ids, indent=1)
