@@ -69,7 +69,7 @@ def pipelines(args: argparse.Namespace, lsp: list) -> None:
             times, found = [], []
             for i, image in enumerate(images):  # the first is a warm-up
                 t0 = time.perf_counter()
-                poses = estimator(image)
+                poses = estimator.estimate(image)
                 if i:
                     times.append(time.perf_counter() - t0)
                     found.append(len(poses))

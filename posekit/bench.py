@@ -34,12 +34,12 @@ def bench_pipelines(models: list[str], images: list[Path], repeat: int = 1, thre
     frames = [read_image(p) for p in images]
     for model, backend in ((m, b) for m in models for b in backends):
         est = PoseEstimator(model, backend=backend)
-        est(frames[0])
+        est.estimate(frames[0])
         persons = 0
         start = time.perf_counter()
         for _ in range(repeat):
             for frame in frames:
-                persons += len(est(frame))
+                persons += len(est.estimate(frame))
         seconds = time.perf_counter() - start
         n = len(frames) * repeat
         yield {

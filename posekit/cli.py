@@ -133,24 +133,32 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _weights(args: argparse.Namespace) -> int:
+    from posekit.errors import WeightsError
     from posekit.zoo.fetch import fetch
     from posekit.zoo.registry import GRAPHS
     from posekit.zoo.store import read_manifest, verify, weights_dir
 
+    unknown = [n for n in args.names if n not in GRAPHS]
+    if unknown:
+        raise PosekitError(f"unknown weights {', '.join(map(repr, unknown))}; known: {', '.join(GRAPHS)}")
+    names = args.names or list(GRAPHS)
     if args.action == "fetch":
-        fetch(args.names or None, tarball=args.from_tarball, force=args.force)
-        for name in args.names or GRAPHS:
-            verify(name)
-        print(f"weights ready in {weights_dir()}")
-        return 0
-    if args.action == "verify":
-        for name in args.names or GRAPHS:
-            print(f"{name}: ok ({verify(name)})")
-        return 0
+        fetch(names, tarball=args.from_tarball, force=args.force)
+    if args.action in ("fetch", "verify"):
+        bad = 0
+        for name in names:  # every file checked, each problem its own line
+            try:
+                print(f"{name}: ok ({verify(name)})")
+            except WeightsError as e:
+                print(f"posekit: error: {e}", file=sys.stderr)
+                bad += 1
+        if not bad and args.action == "fetch":
+            print(f"weights ready in {weights_dir()}")
+        return 1 if bad else 0
     models = read_manifest().get("models", {})
     print(f"cache: {weights_dir()}")
-    for name, entry in GRAPHS.items():
-        rec = models.get(name)
+    for name in names:
+        rec, entry = models.get(name), GRAPHS[name]
         state = f"cached, {rec['bytes'] / 1e6:.1f} MB" if rec and (weights_dir() / rec["file"]).exists() else "not fetched"
         print(f"  {name:<20} {state:<22} {entry.description}")
     return 0
@@ -451,7 +459,12 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # `weights fetch --force NAME`: argparse takes NAME for an unknown argument once --force split them
+        if args.command != "weights" or any(x.startswith("-") for x in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.names = [*args.names, *extra]
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:

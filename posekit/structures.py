@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,40 @@ class Poses:
         shown = ", ".join(f"{v:.2f}" for v in self.scores[:5]) + (", ..." if len(self) > 5 else "")
         tracks = "" if self.track_ids is None else f", track ids {self.track_ids[:5].tolist()}"
         return f"Poses({len(self)} persons, {self.spec}, {self.keypoints.shape[1]} keypoints, scores [{shown}]{tracks})"
+
+    def plot(self, image: Any, keypoint_threshold: float = 0.3, person_threshold: float = 0.0, rgb: bool = False) -> np.ndarray:
+        """The poses drawn on a copy of `image` (a path, a PIL image, a BGR array or with `rgb=True` an RGB
+        one); returns a BGR array, ready for cv2.imwrite / cv2.imshow (as Ultralytics' Results.plot)."""
+        from posekit.pipeline.readers import as_rgb
+        from posekit.viz.draw import draw_poses
+
+        return draw_poses(as_rgb(image, rgb), self, keypoint_threshold, person_threshold=person_threshold)
+
+    def to_json(self) -> str:
+        """The persons as JSON: per person its box [x, y, w, h], score, keypoints [x1, y1, s1, ...] and track id."""
+        import json
+
+        return json.dumps([{k: v for k, v in r.items() if k not in ("image_id", "category_id")} for r in self.to_coco_results(0)])
+
+    def save(self, path: str | Path, image: Any = None, rgb: bool = False) -> Path:
+        """Write the poses: `.json` -> `to_json()`; an image suffix (.jpg, .png, ...) -> `plot(image)`. Atomic:
+        a failure leaves no partial file."""
+        import cv2
+
+        from posekit.errors import InputError
+        from posekit.fileio import atomic_write_bytes
+
+        path = Path(path)
+        if path.suffix.lower() == ".json":
+            atomic_write_bytes(path, self.to_json().encode())
+            return path
+        if image is None:
+            raise InputError(f"{path}: saving a render needs the image the poses were found in (save(path, image))")
+        ok, buf = cv2.imencode(path.suffix or ".jpg", self.plot(image, rgb=rgb))
+        if not ok:
+            raise InputError(f"{path}: OpenCV cannot encode images as {path.suffix!r}; use .jpg or .png")
+        atomic_write_bytes(path, buf.tobytes())
+        return path
 
     @classmethod
     def concat(cls, items: list[Poses]) -> Poses:

@@ -112,10 +112,10 @@ def test_pipeline_outputs_equal_between_backends(coco_mini: Path, weights) -> No
         image = read_image(coco_mini / "train2017" / img["file_name"])
         if len(boxes):
             boxes[:, 2:] += boxes[:, :2]
-            a, b = torch_est(image, boxes), ort_est(image, boxes)
+            a, b = torch_est.estimate(image, boxes), ort_est.estimate(image, boxes)
             assert np.abs(a.keypoints - b.keypoints).max() <= 0.01 and np.abs(a.keypoint_scores - b.keypoint_scores).max() <= 1e-4
             checked += len(boxes)
-        a, b = torch_est(image), ort_est(image)
+        a, b = torch_est.estimate(image), ort_est.estimate(image)
         assert len(a) == len(b)
         if len(a):
             assert np.abs(np.sort(a.boxes, 0) - np.sort(b.boxes, 0)).max() <= 1e-3

@@ -190,6 +190,9 @@ class Trainer:
         """Train up to cfg.train.steps (or stop after `max_steps` more steps, as if killed)."""
         t = self.cfg.train
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:  # temp files of checkpoints a killed run was writing (atomic_path's names): never resumable
+            for orphan in self.out.glob(".checkpoint.*.tmp.pt"):
+                orphan.unlink(missing_ok=True)
         if self.rank == 0 and self.tb is None:
             try:
                 from torch.utils.tensorboard import SummaryWriter

@@ -29,7 +29,7 @@ def mosaic_pck(estimator: Any, samples: list[Sample], count: int, size: int = 25
     preds, gts, visible = [], [], []
     for _ in tqdm(range(count), desc="mosaics", unit="img", disable=quiet or None, dynamic_ncols=True):
         canvas, kps, _missing = source.make(rng, size)
-        poses = estimator(canvas)
+        poses = estimator.estimate(canvas)
         lab = kps[:, :, 2] > 0
         torso = np.maximum(np.linalg.norm(kps[:, ls, :2] - kps[:, rh, :2], axis=-1), 1.0)
         out = np.full((len(kps), spec.num_keypoints, 2), UNMATCHED, np.float32)

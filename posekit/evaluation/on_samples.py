@@ -27,6 +27,6 @@ def evaluate_on_gt_boxes(estimator: Any, samples: list[Sample], quiet: bool = Fa
             tqdm.write(f"posekit: skipped {e}", file=sys.stderr)
             continue
         boxes = np.stack([inst.box for inst in s.instances]) if s.instances else np.zeros((0, 4), np.float32)
-        poses = estimator(image, boxes=boxes) if estimator.takes_boxes else estimator(image)
+        poses = estimator.estimate(image, boxes=boxes) if estimator.takes_boxes else estimator.estimate(image)
         results += convert_results(poses.to_coco_results(s.image_id), poses.spec, s.spec)
     return evaluate_samples(samples, results), failed

@@ -113,7 +113,7 @@ def run_predict(
         if frame.image is None:
             return frame, None, frame.error or frame.source
         try:
-            return frame, estimator(frame.image, **kwargs), None
+            return frame, estimator.estimate(frame.image, **kwargs), None
         except Exception as e:  # one bad frame must not end the batch
             return frame, None, f"{frame.source}: {type(e).__name__}: {e}"
 

@@ -46,6 +46,35 @@ def to_rgb_uint8(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def as_rgb(image: object, rgb: bool = False, name: str = "image") -> np.ndarray:
+    """What the API accepts, as HxWx3 uint8 RGB: a path, a PIL image, or a decoded array in OpenCV's channel
+    order (BGR / BGRA, as cv2.imread, Ultralytics and MMPose take it) unless `rgb=True`. Gray arrays need no
+    order. Anything else is one clear InputError."""
+    if isinstance(image, (str, Path)):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        return to_rgb_uint8(np.array(image.convert("RGBA" if "A" in image.mode else "RGB")))
+    if image is None:
+        raise InputError(f"{name} is None (cv2.imread returns None for a file it cannot read: check the path)")
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        raise InputError(f"{name} is encoded bytes; pass a path, a PIL image or a decoded array (cv2.imdecode)")
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"{name}: expected a path, a PIL image or an HxWx3 array, got {type(image).__name__}")
+    if image.dtype.kind not in "uif" and image.dtype != np.bool_:
+        raise InputError(f"{name}: array of dtype {image.dtype}; expected uint8 (or another numeric type)")
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
+        raise InputError(f"{name}: array of shape {image.shape}; expected HxW (gray) or HxWxC with C = 1, 3 (BGR) or 4 (BGRA)")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InputError(f"{name}: array of shape {image.shape} has no pixels")
+    if image.shape[0] * image.shape[1] > MAX_PIXELS:
+        raise InputError(f"{name}: {image.shape[1]}x{image.shape[0]} image is over {MAX_PIXELS / 1e6:.0f} Mpx; refused")
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        raise InputError(f"{name}: array has non-finite values (NaN or Inf)")
+    if not rgb and image.ndim == 3 and image.shape[2] >= 3:
+        image = image[:, :, [2, 1, 0, 3][: image.shape[2]]]  # BGR(A) -> RGB(A)
+    return to_rgb_uint8(image)
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Decode an image file into HxWx3 uint8 RGB (EXIF orientation applied), or raise InputError."""
     p = Path(path)

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +113,18 @@ def build_stages(
     steps = estimator.pipeline.steps(embeddings)
     stages = [Stage(name, stage(fn), pose_workers if name in ("detect", "pose") else 1) for name, fn in steps]
     return [*stages, Stage("track", stage(track))]
+
+
+def iter_tracked(frames: Iterable[Frame], estimator: PoseEstimator, smooth: bool = False, embeddings: bool = False,
+                 tracker_options: TrackerOptions | None = None) -> Iterator[Item]:  # fmt: skip
+    """The stages of `posekit track` run frame by frame in this thread, as a generator (the API's `track`)."""
+    tracker = PoseTracker(tracker_options or TrackerOptions())
+    stages = build_stages(estimator, tracker, PoseSmoother() if smooth else None, embeddings and estimator.takes_boxes)
+    for frame in frames:
+        item = Item(frame)
+        for stage in stages:
+            item = stage.fn(item)
+        yield item
 
 
 class TrackWriter:

@@ -199,3 +199,19 @@ class GraphTrunk(nn.Module):
 
     def forward(self, *values: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.graph.run_trunk(*values)
+
+
+class DeviceTrunk:
+    """A `TfjsGraphModule.trunk_runner` that runs the trunk (the convolutions: nearly all the compute) on a
+    torch device such as "cuda"; the graph's small data-dependent head and tail stay on the CPU."""
+
+    def __init__(self, graph: TfjsGraphModule, device: torch.device) -> None:
+        self.graph, self.device = graph, device
+        self.consts = {k: v.to(device) for k, v in graph._consts.items()}
+
+    @torch.inference_mode()
+    def __call__(self, values: list[torch.Tensor]) -> list[torch.Tensor]:
+        env: dict[str, Any] = dict(self.consts)
+        env.update((k, v.to(self.device)) for k, v in zip(self.graph.trunk_inputs, values))
+        self.graph._run(env, self.graph._batched_steps, set())
+        return [env[o].cpu() for o in self.graph.trunk_outputs]

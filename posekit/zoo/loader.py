@@ -42,7 +42,7 @@ class CheckpointCropModel:
         k = self.model.spec.num_keypoints
         if len(crops) == 0:
             return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32), None
-        xy, scores = self.model.predict_crops(torch.from_numpy(crops))
+        xy, scores = self.model.predict_crops(torch.from_numpy(crops).to(_device_of(self.model)))
         return apply_inverse(mats, xy), scores.astype(np.float32), None
 
 
@@ -61,9 +61,59 @@ class CheckpointImageModel:
         size = self.model.input_size[0]
         mat = fit_matrix(image.shape[:2], size)
         canvas = cv2.warpAffine(image, mat, (size, size), flags=cv2.INTER_LINEAR)
-        batch = {"image": torch.from_numpy(normalise(canvas))[None], "matrix": torch.from_numpy(mat.astype(np.float32))[None],
+        device = _device_of(self.model)
+        batch = {"image": torch.from_numpy(normalise(canvas))[None].to(device), "matrix": torch.from_numpy(mat.astype(np.float32))[None],
                  "index": torch.zeros(1, dtype=torch.long)}  # fmt: skip
         return self.model.predict(batch)[0]
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def resolve_device(device: str | torch.device | None, backend: str) -> torch.device:
+    """A torch device the user named ("cpu", "cuda", "cuda:1", "mps"), checked before any model is built."""
+    if device is None:
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise PosekitError(f"device={device!r}: not a torch device (e.g. 'cpu', 'cuda', 'cuda:0', 'mps')") from e
+    if dev.type == "cpu":
+        return dev
+    if backend == "onnxruntime":
+        raise PosekitError(f"device={device!r} runs torch models; the onnxruntime backend here runs on the CPU (use backend='torch')")
+    available = {"cuda": torch.cuda.is_available, "mps": lambda: torch.backends.mps.is_available()}.get(dev.type, lambda: False)
+    if not available():
+        raise PosekitError(f"device={device!r}: not available on this machine (torch sees no {dev.type} device)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise PosekitError(f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return dev
+
+
+def place_on_device(pipeline: Any, device: torch.device) -> Any:
+    """Every network of a loaded pipeline on `device`: trained models moved whole (their predict returns
+    CPU arrays), TF.js graphs by running their trunk there (`DeviceTrunk`)."""
+    from posekit.zoo.graph_module import DeviceTrunk, TfjsGraphModule
+
+    if device.type == "cpu":
+        return pipeline
+    seen: set[int] = set()
+
+    def visit(obj: Any, depth: int) -> None:
+        if id(obj) in seen or depth > 3:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, TfjsGraphModule):
+            obj.trunk_runner = DeviceTrunk(obj, device)
+        elif isinstance(obj, torch.nn.Module):
+            obj.to(device)
+        elif hasattr(obj, "__dict__"):
+            for value in vars(obj).values():
+                visit(value, depth + 1)
+
+    visit(pipeline, 0)
+    return pipeline
 
 
 def model_names() -> list[str]:

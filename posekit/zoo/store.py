@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,25 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+_WARNED: set[str] = set()  # corrupt manifests already reported (one line, not one per lookup)
+
+
 def read_manifest() -> dict[str, Any]:
     path = weights_dir() / "manifest.json"
     if not path.exists():
         return {"models": {}}
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        manifest = None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("models", {}), dict):
+        # nothing in the cache can be trusted without its sha256: as if empty, so that fetch rebuilds it
+        if str(path) not in _WARNED:
+            _WARNED.add(str(path))
+            print(f"posekit: {path} is unreadable or corrupt; treating the weights cache as empty (posekit weights fetch rebuilds it)",
+                  file=sys.stderr)  # fmt: skip
+        return {"models": {}}
+    return manifest
 
 
 def write_manifest(manifest: dict[str, Any]) -> None:
