@@ -17,20 +17,12 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/posekit weights fetch
-	$(VENV)/bin/posekit weights verify
-	@if [ -d "$(POSEKIT_TEST_DATA)/coco-mini/train2017" ]; then \
-		input="$(POSEKIT_TEST_DATA)/coco-mini/train2017"; model=topdown-thunder; \
-	else \
-		echo "shared data not found at $(POSEKIT_TEST_DATA): using a generated image of two drawn people"; \
-		echo "(movenet-multipose: the CenterNet detector of the top-down default sees only their heads)"; \
-		$(PY) tools/make_demo_image.py outputs/demo-input.jpg; input=outputs/demo-input.jpg; model=movenet-multipose; \
-	fi; \
-	$(VENV)/bin/posekit predict "$$input" --model $$model --render --out $(DEMO_OUT) && \
+	$(VENV)/bin/posekit predict assets/demo.jpg --render --exist-ok --out $(DEMO_OUT) && \
 	echo "results: $(DEMO_OUT)/results.json (COCO keypoint results)" && \
-	echo "renders: $(DEMO_OUT)/render/"
+	echo "render:  $(DEMO_OUT)/render/demo.jpg (photo: assets/LICENSE-demo.txt)"
 
 test: $(STAMP)
-	POSEKIT_TEST_DATA=$(POSEKIT_TEST_DATA) $(PY) -m pytest -q
+	POSEKIT_TEST_DATA=$(POSEKIT_TEST_DATA) $(PY) -m pytest -q -rs  # -rs: the reason of every skipped test
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

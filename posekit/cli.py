@@ -54,12 +54,23 @@ def _predict(args: argparse.Namespace) -> int:
     out = _out_dir(args)
     estimator = PoseEstimator(args.model, score_threshold=args.score_thr, backend=args.backend, **options)
     try:
-        summary = run_predict(args.inputs, estimator, out, args.openpose, args.render, args.boxes, args.quiet, render_options=render_options)
+        summary = run_predict(args.inputs, estimator, out, args.openpose, args.render, args.boxes, args.quiet, render_options=render_options,
+                              video_codec=args.video_codec)  # fmt: skip
     except KeyboardInterrupt:
         print(f"posekit: interrupted; {out / 'results.json'} holds the images finished before the stop", file=sys.stderr)
         return 130
     print(f"{summary.line()} -> {out / 'results.json'}")
+    if args.render:
+        print(f"renders -> {out / 'render'} (videos: {_codec_line(args.video_codec)})")
     return 1 if summary.failed else 0
+
+
+def _codec_line(choice: str) -> str:
+    from posekit.pipeline.writers import VIDEO_CODECS, pick_video_codec
+
+    codec = pick_video_codec(choice)
+    why = "; this OpenCV has no H.264 encoder" if choice == "auto" and codec != "h264" else ""
+    return f"{VIDEO_CODECS[codec][2]}{why}"
 
 
 def _track(args: argparse.Namespace) -> int:
@@ -75,11 +86,13 @@ def _track(args: argparse.Namespace) -> int:
     try:
         summary = run_track(args.source, estimator, out, render=not args.no_render, smooth=args.smooth,
                             embeddings=args.embeddings, concurrent=False if args.sequential else None, quiet=args.quiet,
-                            max_frames=args.max_frames, render_options=render_options)  # fmt: skip
+                            max_frames=args.max_frames, render_options=render_options, video_codec=args.video_codec)  # fmt: skip
     except KeyboardInterrupt:
         print(f"posekit: interrupted; outputs in {out} are valid up to the last frame processed", file=sys.stderr)
         return 130
     print(f"{summary.line()} -> {out}")
+    if not args.no_render:
+        print(f"render -> {out / 'render'} ({_codec_line(args.video_codec)})")
     return 1 if summary.failed else 0
 
 
@@ -309,6 +322,9 @@ def _render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kpt-thr", type=float, default=0.3, help="renders: draw keypoints and limbs scoring at least this (default 0.3)")
     p.add_argument("--conf", type=float, default=0.0,
                    help="renders: draw persons scoring at least this (default 0: all persons in the results)")  # fmt: skip
+    p.add_argument("--video-codec", choices=["auto", "h264", "vp8", "mp4v"], default="auto",
+                   help="rendered videos: auto (default) = H.264 .mp4 where OpenCV can encode it, else VP8 .webm (both play in "
+                   "browsers); mp4v is the fastest to write but most browsers do not play it")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,6 +20,9 @@ from posekit.engine.config import load_config
 from posekit.engine.trainer import Trainer
 from posekit.models.base import LossModule
 from posekit.models.topdown import TopDownConfig, TopDownModel
+from posekit.pipeline.writers import VIDEO_CODECS, pick_video_codec
+
+RENDER_SUFFIX = VIDEO_CODECS[pick_video_codec()][1]  # .mp4 (H.264) or .webm (VP8), as this OpenCV can encode
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,7 +153,7 @@ def test_trained_checkpoints_run_in_predict_track_and_eval(tmp_path: Path, data_
         assert main(["track", str(clip), "--model", str(out), "--max-frames", "6", "--out", str(tmp_path / f"t_{family}"), "--quiet"]) == 0
         tracked = json.loads((tmp_path / f"t_{family}" / "results.json").read_text())
         assert {r["image_id"] for r in tracked} <= set(range(1, 7)) and all("track_id" in r for r in tracked)
-        assert (tmp_path / f"t_{family}" / "render" / "demo.mp4").stat().st_size > 0
+        assert (tmp_path / f"t_{family}" / "render" / f"demo{RENDER_SUFFIX}").stat().st_size > 0
         assert main(["eval", "--gt", str(gt), "--model", str(ckpt), "--images", str(image_dir), "--out-dir", str(tmp_path / f"e_{family}"),
                      "--quiet"]) == 0  # fmt: skip
         assert "coco" in capsys.readouterr().out

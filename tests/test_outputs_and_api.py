@@ -16,6 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from posekit.pipeline.writers import VIDEO_CODECS, pick_video_codec
+
+RENDER_SUFFIX = VIDEO_CODECS[pick_video_codec()][1]  # .mp4 (H.264) or .webm (VP8), as this OpenCV can encode
+
 pytestmark = [pytest.mark.weights, pytest.mark.data]
 
 PHOTO = "000000196141.jpg"  # fixtures/coco: several people
@@ -84,7 +88,7 @@ def test_track_sigterm_finishes_the_files_of_the_frames_done(data_dir: Path, tmp
     pt = json.loads((out / "posetrack.json").read_text())
     assert [f["image"] for f in frames] == pt["images"] and 5 <= len(frames) < 280
     assert json.loads((out / "results.json").read_text()) == [r for f in frames for r in f["results"]]
-    cap = cv2.VideoCapture(str(out / "render" / "demo.mp4"))
+    cap = cv2.VideoCapture(str(out / "render" / f"demo{RENDER_SUFFIX}"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == len(frames)  # the render is finished too
     cap.release()
 
@@ -114,7 +118,7 @@ def test_track_renders_every_frame_of_a_folder_of_mixed_sizes(data_dir: Path, tm
         cv2.imwrite(str(frames / f"{k:03d}.jpg"), cv2.resize(photo, None, fx=scale, fy=scale * (1 + 0.1 * k)))
     out = tmp_path / "out"
     assert main(["track", str(frames), "--model", "movenet-multipose", "--out", str(out), "--quiet"]) == 0
-    cap = cv2.VideoCapture(str(out / "render" / "frames.mp4"))
+    cap = cv2.VideoCapture(str(out / "render" / f"frames{RENDER_SUFFIX}"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
     cap.release()
 

@@ -13,6 +13,9 @@ import pytest
 from posekit.cli import main
 from posekit.codecs.nms import box_iou
 from posekit.data.synthetic import crossing_people, make_background, person_patches, synthetic_frames, write_video
+from posekit.pipeline.writers import VIDEO_CODECS, pick_video_codec
+
+RENDER_SUFFIX = VIDEO_CODECS[pick_video_codec()][1]  # .mp4 (H.264) or .webm (VP8), as this OpenCV can encode
 
 pytestmark = [pytest.mark.weights, pytest.mark.data]
 
@@ -48,7 +51,8 @@ def test_synthetic_crossing_mota_idf1_floor(crossing_video, tmp_path: Path, weig
     video, gts = crossing_video
     out = tmp_path / "out"
     assert main(["track", str(video), "--det-thr", "0.2", "--out", str(out), "--quiet"]) == 0
-    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    *_, summary, render = capsys.readouterr().out.strip().splitlines()
+    assert render.startswith("render -> ") and VIDEO_CODECS[pick_video_codec()][2] in render
     assert summary.startswith("80 frames") and "ms/frame: read" in summary and "pose" in summary
     metrics = mot_metrics(gts, json.loads((out / "results.json").read_text()))
     # measured 0.516 MOTA / 0.510 IDF1 (README); floors leave room for run-to-run CPU numerics only
@@ -56,7 +60,7 @@ def test_synthetic_crossing_mota_idf1_floor(crossing_video, tmp_path: Path, weig
     pt = json.loads((out / "posetrack.json").read_text())
     assert len(pt["images"]) == 80 and all(len(a["keypoints"]) == 51 for a in pt["annotations"])
     assert pt["categories"][0]["keypoints"][1:3] == ["head_bottom", "head_top"]
-    cap = cv2.VideoCapture(str(out / "render" / "crossing.mp4"))
+    cap = cv2.VideoCapture(str(out / "render" / f"crossing{RENDER_SUFFIX}"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 80
     cap.release()
 
@@ -92,7 +96,7 @@ def test_truncated_video_ends_cleanly_with_valid_outputs(crossing_video, tmp_pat
     pt = json.loads((out / "posetrack.json").read_text())
     n = len(pt["images"])
     assert 5 <= n < 30  # the frames before the cut
-    cap = cv2.VideoCapture(str(out / "render" / "cut.mp4"))
+    cap = cv2.VideoCapture(str(out / "render" / f"cut{RENDER_SUFFIX}"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == n
     cap.release()
     assert not [p for p in out.rglob("*") if ".tmp" in p.name]  # no temp files left

@@ -84,6 +84,7 @@ def run_predict(
     quiet: bool = False,
     concurrent: bool | None = None,
     render_options: dict | None = None,
+    video_codec: str = "auto",
 ) -> PredictSummary:
     """Every input through `estimator` into the writers. `concurrent`: two frames at a time, each worker
     single-threaded (one per core), as `track` runs. By default only with the ONNX Runtime backend: measured
@@ -96,7 +97,7 @@ def run_predict(
     for e in errors:
         print(f"posekit: skipped {e}", file=sys.stderr)
     boxes, names = load_boxes(boxes_file) if boxes_file else ({}, {})
-    writer = PredictionWriter(out_dir, openpose=openpose, render=render, render_options=render_options)
+    writer = PredictionWriter(out_dir, openpose=openpose, render=render, render_options=render_options, video_codec=video_codec)
     fps_of: dict[str, float] = {}
     bar = tqdm(total=count_frames(files), unit="img", disable=quiet or None, dynamic_ncols=True)
 

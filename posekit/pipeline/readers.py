@@ -164,7 +164,7 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
 
 
 @contextmanager
-def _quiet_stderr() -> Iterator[None]:
+def quiet_stderr() -> Iterator[None]:
     """Silence native stderr (FFmpeg prints its own lines for broken files; we print one clear line)."""
     try:
         saved = os.dup(2)
@@ -181,7 +181,7 @@ def _quiet_stderr() -> Iterator[None]:
 
 
 def open_video(path: Path | str) -> cv2.VideoCapture:
-    with _quiet_stderr():
+    with quiet_stderr():
         return cv2.VideoCapture(str(path))
 
 

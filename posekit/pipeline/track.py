@@ -128,7 +128,7 @@ def iter_tracked(frames: Iterable[Frame], estimator: PoseEstimator, smooth: bool
 
 
 class TrackWriter:
-    """results.json (COCO results with track_id), posetrack.json (PoseTrack18 layout) and render/<name>.mp4.
+    """results.json (COCO results with track_id), posetrack.json (PoseTrack18 layout) and render/<name>.mp4|.webm.
 
     Each frame's records are appended to frames.jsonl as they come (whole lines only, even under kill -9)
     and the JSON files are assembled from it at `close`: memory stays flat on long streams, and a stopped
@@ -136,7 +136,8 @@ class TrackWriter:
 
     STREAM = "frames.jsonl"
 
-    def __init__(self, out_dir: Path, video_name: str, fps: float, render: bool, render_options: dict | None = None) -> None:
+    def __init__(self, out_dir: Path, video_name: str, fps: float, render: bool, render_options: dict | None = None,
+                 video_codec: str = "auto") -> None:  # fmt: skip
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for stale in ("results.json", "posetrack.json"):  # a reused --out (--exist-ok): nothing from the last run stays
@@ -145,7 +146,7 @@ class TrackWriter:
         self.failed: list[str] = []
         self.frames = self.persons = 0
         self.stream = JsonLines(self.out_dir / self.STREAM)
-        self.render = VideoRender(self.out_dir / "render" / f"{video_name}.mp4", fps) if render else None
+        self.render = VideoRender(self.out_dir / "render" / f"{video_name}.mp4", fps, video_codec) if render else None
         self.render_options = render_options or {}
 
     def __call__(self, item: Item) -> None:
@@ -209,7 +210,7 @@ class TrackSummary:
 def run_track(
     source: str, estimator: PoseEstimator, out_dir: Path, render: bool = True, smooth: bool = False, embeddings: bool = False,
     concurrent: bool | None = None, quiet: bool = False, tracker_options: TrackerOptions | None = None, max_frames: int | None = None,
-    render_options: dict | None = None,
+    render_options: dict | None = None, video_codec: str = "auto",
 ) -> TrackSummary:  # fmt: skip
     """Track poses over `source` (video file, frame folder, webcam index or stream URL) into `out_dir`."""
     frames, count, fps = open_source(source)
@@ -218,13 +219,13 @@ def run_track(
         count = min(count or max_frames, max_frames)
     name = Path(source).stem if not source.isdigit() and "://" not in source else "stream"
     return track_frames(frames, estimator, out_dir, name, fps, count, render, smooth, embeddings, concurrent, quiet, tracker_options,
-                        render_options)
+                        render_options, video_codec)
 
 
 def track_frames(
     frames: Iterator[Frame], estimator: PoseEstimator, out_dir: Path, name: str = "stream", fps: float = 25.0, count: int | None = None,
     render: bool = True, smooth: bool = False, embeddings: bool = False, concurrent: bool | None = None, quiet: bool = False,
-    tracker_options: TrackerOptions | None = None, render_options: dict | None = None,
+    tracker_options: TrackerOptions | None = None, render_options: dict | None = None, video_codec: str = "auto",
 ) -> TrackSummary:  # fmt: skip
     """Track poses over an iterator of frames (any reader, or generated frames)."""
     tracker = PoseTracker(tracker_options or TrackerOptions())
@@ -237,7 +238,7 @@ def track_frames(
         concurrent = getattr(estimator, "backend", "torch") == "onnxruntime"
     workers = max(1, min(os.cpu_count() or 1, 4)) if concurrent else 1
     stages = build_stages(estimator, tracker, PoseSmoother() if smooth else None, use_emb, workers)
-    writer = TrackWriter(out_dir, name, fps, render, render_options)
+    writer = TrackWriter(out_dir, name, fps, render, render_options, video_codec)
     bar = tqdm(total=count, unit="frame", disable=quiet or None, dynamic_ncols=True)
 
     def sink(item: Item) -> None:
