@@ -19,6 +19,7 @@ from posekit.api import PoseEstimator
 from posekit.bench import machine
 from posekit.data.synthetic import crossing_people, make_background, person_patches, synthetic_frames, write_video
 from posekit.pipeline.track import run_track
+from posekit.pipeline.writers import pick_video_codec
 
 
 def main() -> None:
@@ -27,6 +28,7 @@ def main() -> None:
     ap.add_argument("--model", default="topdown-thunder")
     ap.add_argument("--people", type=int, nargs="+", default=[1, 3, 6])
     ap.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"])
+    ap.add_argument("--video-codec", default="auto", choices=["auto", "h264", "vp8", "mp4v"], help="the render's codec")
     args = ap.parse_args()
     torch.set_num_threads(2)
     data = Path(os.environ.get("POSEKIT_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -37,7 +39,8 @@ def main() -> None:
             people = crossing_people(person_patches(data / "coco-mini", n, 200), 640, 480, args.frames)
             write_video(video, synthetic_frames(people, args.frames, make_background(640, 480)))
             for mode in ("sequential", "concurrent"):
-                s = run_track(str(video), estimator, Path(tmp) / "out", render=True, concurrent=mode == "concurrent", quiet=True)
+                s = run_track(str(video), estimator, Path(tmp) / "out", render=True, concurrent=mode == "concurrent", quiet=True,
+                              video_codec=args.video_codec)  # fmt: skip
                 record = {
                     "name": "track_fps",
                     "config": {
@@ -45,6 +48,7 @@ def main() -> None:
                         "backend": estimator.backend,
                         "people": n,
                         "mode": mode,
+                        "video_codec": pick_video_codec(args.video_codec),
                         "frames": s.frames,
                         "poses_per_frame": round(s.persons / s.frames, 2),
                     },
