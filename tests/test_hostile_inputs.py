@@ -291,3 +291,19 @@ def test_corrupt_and_truncated_videos_are_reported_and_decoded_around(tmp_path: 
     frames = list(iter_video(cut))
     errors = [f.error for f in frames if f.error]
     assert 10 < sum(f.image is not None for f in frames) < 60 and len(errors) == 1 and "truncated" in errors[0]
+
+
+def test_non_finite_training_annotations_are_refused_at_read(tmp_path: Path) -> None:
+    """NaN in a training file used to train to non-finite weights; the reader names the record instead."""
+    from posekit.data.datasets import DatasetError, read_coco
+
+    base = {"images": [{"id": 1, "file_name": "a.jpg"}], "categories": [{"id": 1, "name": "person"}]}
+    good = {"id": 7, "image_id": 1, "bbox": [10, 10, 50, 80], "keypoints": [20, 20, 2] * 17, "num_keypoints": 17}
+    for field, value in [("keypoints", [float("nan"), 20, 2] + [20, 20, 2] * 16), ("bbox", [10, 10, float("inf"), 80])]:
+        path = tmp_path / f"nan_{field}.json"
+        path.write_text(json.dumps({**base, "annotations": [{**good, field: value}]}))
+        with pytest.raises(DatasetError, match=rf"annotations\[0\] \(id 7\): field '{field}'"):
+            read_coco(path)
+    path = tmp_path / "ok.json"
+    path.write_text(json.dumps({**base, "annotations": [good]}))
+    assert len(read_coco(path)[0].instances) == 1
