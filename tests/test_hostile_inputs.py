@@ -146,7 +146,8 @@ def test_bad_arguments_are_one_line_each(tmp_path: Path, capsys) -> None:
         one_line_naming(err, name)
 
 
-def test_train_config_errors_are_one_line_each(tmp_path: Path, capsys) -> None:
+@pytest.mark.data
+def test_train_config_errors_are_one_line_each(tmp_path: Path, data_dir: Path, capsys) -> None:
     config = ROOT / "configs" / "overfit_coco_mini.yaml"
     bad_yaml, unknown = tmp_path / "bad.yaml", tmp_path / "unknown.yaml"
     bad_yaml.write_text("model: [unclosed\n")
@@ -172,7 +173,7 @@ def _noise(n: int, seed: int) -> bytes:
 
 
 @pytest.mark.data
-def test_resume_from_broken_checkpoints_and_orphaned_temp_files(tmp_path: Path, capsys) -> None:
+def test_resume_from_broken_checkpoints_and_orphaned_temp_files(tmp_path: Path, data_dir: Path, capsys) -> None:
     config = ROOT / "configs" / "overfit_coco_mini.yaml"
     out = tmp_path / "run"
     out.mkdir()
