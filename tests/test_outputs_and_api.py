@@ -52,7 +52,7 @@ def _jsonl(path: Path) -> list[dict]:
 def many_images(coco_mini: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("images")
     for p in sorted((coco_mini / "train2017").glob("*.jpg"))[:40]:
-        (d / p.name).symlink_to(p)
+        (d / p.name).symlink_to(p.resolve())  # POSEKIT_TEST_DATA may be relative (make test: ../shared/data)
     return d
 
 
