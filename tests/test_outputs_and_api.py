@@ -79,7 +79,7 @@ def test_predict_killed_leaves_valid_consistent_outputs(many_images: Path, tmp_p
 
 def test_track_sigterm_finishes_the_files_of_the_frames_done(data_dir: Path, tmp_path: Path, weights) -> None:
     out = tmp_path / "out"
-    video = data_dir / "videos" / "demo.mp4"
+    video = (data_dir / "videos" / "demo.mp4").resolve()  # the subprocess runs in tmp_path
     proc = _start(["track", str(video), "--model", "movenet-multipose", "--out", str(out), "--quiet"], tmp_path)
     _wait_for_lines(out / "frames.jsonl", 5, proc)
     proc.send_signal(signal.SIGTERM)
