@@ -32,10 +32,7 @@ def _model_options(args: argparse.Namespace) -> tuple[bool, dict]:
     for top-down models, the input size for movenet-multipose, none for a whole-image checkpoint."""
     from posekit.zoo.loader import is_top_down
 
-    for name in ("det_thr", "score_thr"):
-        value = getattr(args, name, None)
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise PosekitError(f"--{name.replace('_', '-')} {value}: a score threshold between 0 and 1")
+    _check_scores(args, "det_thr", "score_thr")
     if args.input_size <= 0 or args.input_size % 32:
         raise PosekitError(f"--input-size {args.input_size}: a positive multiple of 32 (e.g. 256, 320, 512)")
     if is_top_down(args.model):
@@ -106,11 +103,16 @@ def _out_dir(args: argparse.Namespace) -> Path:
     return out
 
 
+def _check_scores(args: argparse.Namespace, *names: str) -> None:
+    """Score thresholds given on the command line (those the command has) are in [0, 1]."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise PosekitError(f"--{name.replace('_', '-')} {value}: a score threshold between 0 and 1")
+
+
 def _render_options(args: argparse.Namespace) -> dict:
-    for name in ("kpt_thr", "conf"):
-        value = getattr(args, name)
-        if not 0.0 <= value <= 1.0:
-            raise PosekitError(f"--{name.replace('_', '-')} {value}: a score between 0 and 1")
+    _check_scores(args, "kpt_thr", "conf")
     return {"keypoint_threshold": args.kpt_thr, "person_threshold": args.conf}
 
 
@@ -178,8 +180,8 @@ def _weights(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from posekit.evaluation.checks import read_json_file
-    from posekit.evaluation.run import DATASET_OF_SPEC, convert_results, detect_dataset, evaluate_files, format_table
+    from posekit.evaluation.checks import gt_ids_by_name, image_file_names
+    from posekit.evaluation.run import DATASET_OF_SPEC, convert_results, detect_dataset, evaluate_files, format_table, read_gt_json
     from posekit.fileio import atomic_write_json
 
     if args.oracle:
@@ -187,14 +189,15 @@ def _eval(args: argparse.Namespace) -> int:
     if (args.results is None) == (args.model is None):
         raise PosekitError("give one of --results RES (score a results file), --model NAME --images DIR (run a model, then score"
                            " it) or --oracle FAMILY --images DIR (score a codec's round trip)")  # fmt: skip
-    results = args.results
+    results, gt = args.results, None
     if args.model:
         if args.images is None:
             raise PosekitError("--model needs --images DIR (the images the ground truth annotates)")
         from posekit.api import PoseEstimator
         from posekit.pipeline.predict import run_predict
 
-        dataset = DATASET_OF_SPEC.get(args.spec, "coco") if args.spec else detect_dataset(args.gt)
+        gt = read_gt_json(args.gt)  # read once: detection, the images to run on, scoring
+        dataset = DATASET_OF_SPEC.get(args.spec, "coco") if args.spec else detect_dataset(args.gt, gt)
         if args.mosaics < 0 or (args.mosaics and dataset != "lsp"):
             raise PosekitError(f"--mosaics {args.mosaics}: a positive count of mosaics, tiled from LSP ground truth (this is {dataset})")
         if dataset == "lsp":
@@ -202,21 +205,19 @@ def _eval(args: argparse.Namespace) -> int:
         if dataset not in ("coco", "crowdpose") or args.gt.suffix != ".json":
             raise PosekitError(f"--model runs on COCO-format (coco, crowdpose) or LSP ground truth; this is {dataset}")
         out = Path(args.out_dir)
-        gt = read_json_file(args.gt, "--gt")
         if not isinstance(gt, dict) or not isinstance(gt.get("images"), list) or not gt["images"]:
             raise PosekitError(f"--gt {args.gt}: no 'images' to run the model on")
         files = [str(args.images / str(img.get("file_name", ""))) for img in gt["images"] if isinstance(img, dict)]
         estimator = PoseEstimator(args.model, backend=args.backend)
         summary = run_predict(files, estimator, out, quiet=args.quiet)
         print(summary.line())
-        ids = json.loads((out / "image_ids.json").read_text())
-        by_name = {Path(str(img.get("file_name"))).name: img.get("id") for img in gt["images"] if isinstance(img, dict)}
-        remap = {int(k): by_name.get(Path(v).name, int(k)) for k, v in ids.items()}
+        by_name = gt_ids_by_name(gt["images"])
+        remap = {k: by_name.get(name, k) for k, name in image_file_names(out / "image_ids.json").items()}
         preds = [{**r, "image_id": remap[r["image_id"]]} for r in json.loads((out / "results.json").read_text())]
         results = convert_results(preds, estimator.spec, args.spec or ("crowdpose14" if dataset == "crowdpose" else "coco17"))
         atomic_write_json(out / "results_scored.json", results)  # what was scored: GT image ids, the GT's spec
         print(f"scored results (ground-truth image ids) -> {out / 'results_scored.json'}")
-    dataset, stats = evaluate_files(args.gt, results, args.spec)
+    dataset, stats = evaluate_files(args.gt, results, args.spec, gt)
     print(format_table(dataset, stats))
     if args.out:
         atomic_write_json(args.out, {"dataset": dataset, "gt": str(args.gt), "stats": stats}, indent=1)

@@ -40,7 +40,7 @@ def _finite_numbers(values: Any, n: int | None) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
 
 
-def check_coco_gt(data: Any, path: Path, num_keypoints: int | None = None, need_area: bool = True) -> dict[str, Any]:
+def check_coco_gt(data: Any, path: Path, num_keypoints: int | None = None) -> dict[str, Any]:
     """A COCO-format keypoint ground truth as pycocotools needs it. Missing `area` is filled from the box
     (w * h; CrowdPose files have none); everything else missing or malformed is refused."""
     if not isinstance(data, dict):
@@ -73,8 +73,7 @@ def check_coco_gt(data: Any, path: Path, num_keypoints: int | None = None, need_
         if not _finite_numbers(ann["bbox"], 4) or ann["bbox"][2] < 0 or ann["bbox"][3] < 0:
             raise DatasetError(f"{where}: 'bbox' must be 4 finite numbers [x, y, w, h] with w, h >= 0")
         if "area" not in ann:
-            if need_area:
-                ann = {**ann, "area": float(ann["bbox"][2] * ann["bbox"][3])}
+            ann = {**ann, "area": float(ann["bbox"][2] * ann["bbox"][3])}
         elif not _finite_numbers([ann["area"]], 1):
             raise DatasetError(f"{where}: 'area' must be a finite number")
         annotations.append({"category_id": 1, "iscrowd": 0, "id": i + 1, **ann})
@@ -84,8 +83,9 @@ def check_coco_gt(data: Any, path: Path, num_keypoints: int | None = None, need_
 def check_results(data: Any, path: Path | str, num_keypoints: int, gt_ids: set, id_of_name: dict[str, Any] | None = None,
                   need_score: bool = True) -> list[dict]:  # fmt: skip
     """COCO keypoint results: a list of {image_id, keypoints (3K finite numbers), score (finite)}; category_id
-    defaults to 1, score to 1 where the metric does not rank persons (`need_score=False`: PCK). Image ids the GT does not have are mapped through posekit's image_ids.json beside the
-    results and the GT's file names (`id_of_name`) when that resolves them all; otherwise refused."""
+    defaults to 1, score to 1 where the metric does not rank persons (`need_score=False`: PCK). Image ids
+    the GT does not have are mapped through posekit's image_ids.json beside the results and the GT's file
+    names (`id_of_name`) when that resolves them all; otherwise refused."""
     if isinstance(data, dict) and "annotations" in data:  # PoseTrack-style results
         data = data["annotations"]
     if isinstance(data, dict) and data and all(isinstance(v, str) for v in data.values()):
@@ -116,6 +116,19 @@ def check_results(data: Any, path: Path | str, num_keypoints: int, gt_ids: set, 
     return out
 
 
+def gt_ids_by_name(images: list[Any]) -> dict[str, Any]:
+    """Ground-truth image id by file name (without folders), from a COCO 'images' list."""
+    return {Path(str(img.get("file_name", ""))).name: img.get("id") for img in images if isinstance(img, dict)}
+
+
+def image_file_names(ids_file: Path) -> dict[int, str]:
+    """posekit's image_ids.json as image id -> the file's name (without folders or a video's #frame=)."""
+    try:
+        return {int(k): Path(v.partition("#")[0]).name for k, v in json.loads(ids_file.read_text()).items()}
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        raise DatasetError(f"{ids_file}: not a posekit image_ids.json ({e})") from e
+
+
 def _remap_by_file_name(results: list[dict], unknown: set, path: Path, gt_ids: set, id_of_name: dict[str, Any]) -> list[dict]:
     """posekit predict numbers images it cannot parse a COCO id from; its image_ids.json says which file each
     id is, and the GT's file names say which GT id that file has."""
@@ -124,10 +137,7 @@ def _remap_by_file_name(results: list[dict], unknown: set, path: Path, gt_ids: s
     if not ids_file.is_file() or not id_of_name:
         raise DatasetError(f"--results {path}: {len(unknown)} image id(s) not in the ground truth (e.g. {', '.join(first)}), "
                            "and no image_ids.json beside the results to map them by file name")  # fmt: skip
-    try:
-        source_of = {int(k): Path(v.partition("#")[0]).name for k, v in json.loads(ids_file.read_text()).items()}
-    except (OSError, ValueError, TypeError, AttributeError) as e:
-        raise DatasetError(f"{ids_file}: not a posekit image_ids.json ({e})") from e
+    source_of = image_file_names(ids_file)
     mapping = {i: id_of_name.get(source_of.get(i)) for i in unknown if isinstance(i, int)}
     missing = sorted(str(i) for i in unknown if mapping.get(i) is None)
     if missing:

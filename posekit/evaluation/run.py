@@ -11,27 +11,34 @@ from scipy.optimize import linear_sum_assignment
 
 from posekit.data.datasets import DatasetError, Sample, detect_spec, read_coco, read_lsp, read_mpii, read_posetrack, to_coco_dict
 from posekit.data.specs import convert_keypoints, get_spec
-from posekit.evaluation.checks import check_coco_gt, check_results, read_json_file
+from posekit.evaluation.checks import check_coco_gt, check_results, gt_ids_by_name, read_json_file
 from posekit.evaluation.coco import evaluate_coco_keypoints, evaluate_crowdpose, evaluate_parts
 from posekit.evaluation.pck import head_sizes, lsp_pck, mpii_pckh
 from posekit.evaluation.posetrack import FramePoses, posetrack_ap, posetrack_mota
 
 
-def detect_dataset(gt: Path) -> str:
-    """'coco', 'crowdpose', 'wholebody', 'halpe', 'posetrack', 'mpii' or 'lsp' from the GT file itself."""
+def read_gt_json(gt: Path) -> Any:
+    """The ground truth's JSON, read once for detection and checks; None for a PoseTrack folder or LSP .mat."""
+    return None if gt.is_dir() or gt.suffix == ".mat" else read_json_file(gt, "--gt")
+
+
+def detect_dataset(gt: Path, data: Any = None) -> str:
+    """'coco', 'crowdpose', 'wholebody', 'halpe', 'posetrack', 'mpii' or 'lsp' from the GT file itself
+    (`data`: its JSON when already read)."""
     if gt.is_dir():
         return "posetrack"
     if gt.suffix == ".mat":
         return "lsp"
-    data = read_json_file(gt, "--gt")
+    data = read_json_file(gt, "--gt") if data is None else data
     if isinstance(data, list):
         return "mpii"
     if not isinstance(data, dict):
         raise DatasetError(f"--gt {gt}: expected a COCO-style annotation object, got {type(data).__name__}")
-    images = data.get("images") or [{}]
-    if isinstance(images, list) and isinstance(images[0], dict) and "crowdIndex" in images[0]:
+    images = data.get("images")
+    first = images[0] if isinstance(images, list) and images and isinstance(images[0], dict) else {}
+    if "crowdIndex" in first:
         return "crowdpose"
-    if isinstance(images, list) and isinstance(images[0], dict) and "vid_id" in images[0]:
+    if "vid_id" in first:
         return "posetrack"
     spec = detect_spec(data, gt)  # the JSON is already loaded: no second read through read_coco
     return {"coco_wholebody133": "wholebody", "halpe136": "halpe"}.get(spec, "coco")
@@ -122,21 +129,21 @@ DATASET_OF_SPEC = {
 }  # fmt: skip
 
 
-def evaluate_files(gt: str | Path, results: str | Path | list, spec: str | None = None) -> tuple[str, dict[str, Any]]:
+def evaluate_files(gt: str | Path, results: str | Path | list, spec: str | None = None, gt_data: Any = None) -> tuple[str, dict[str, Any]]:
     """Score `results` against `gt` with the dataset's own metric; returns (dataset, stats).
 
     `spec` forces the keypoint spec (else detected from the GT file); a COCO-format spec without a
     dataset metric of its own (e.g. halpe26) is scored by COCO AP with that spec's sigmas."""
     gt = Path(gt)
-    dataset = DATASET_OF_SPEC.get(spec, "coco") if spec else detect_dataset(gt)
+    gt_data = read_gt_json(gt) if gt_data is None else gt_data  # `gt_data`: the GT's JSON when the caller has read it
+    dataset = DATASET_OF_SPEC.get(spec, "coco") if spec else detect_dataset(gt, gt_data)
     spec = spec or SPEC_OF_DATASET[dataset]
     k = get_spec(spec).num_keypoints
     raw = read_json_file(results, "--results") if isinstance(results, (str, Path)) else results
     where = results if isinstance(results, (str, Path)) else "(results)"
     if dataset in ("coco", "crowdpose"):
-        gt_data = check_coco_gt(read_json_file(gt, "--gt"), gt, k)
-        names = {Path(str(img.get("file_name", ""))).name: img["id"] for img in gt_data["images"]}
-        res = check_results(raw, where, k, {img["id"] for img in gt_data["images"]}, names)
+        gt_data = check_coco_gt(gt_data, gt, k)
+        res = check_results(raw, where, k, {img["id"] for img in gt_data["images"]}, gt_ids_by_name(gt_data["images"]))
         if dataset == "crowdpose":
             return dataset, evaluate_crowdpose(gt_data, res, np.array(get_spec("crowdpose14").sigmas))
         return dataset, evaluate_coco_keypoints(gt_data, res, np.array(get_spec(spec).sigmas))

@@ -216,7 +216,7 @@ def iter_video(path: Path, start_index: int = 0) -> Iterator[Frame]:
     if decoded == 0:
         yield Frame(str(path), start_index, error=f"{path}: video has no readable frames")
         return
-    trailing = in_a_row if in_a_row >= MAX_BAD_FRAMES_IN_A_ROW or (bad and bad[-1] == k - 1) else 0
+    trailing = in_a_row  # failures the file ended on: missing frames (truncation), not corrupt ones
     skipped = bad[: len(bad) - trailing]
     if skipped:
         yield Frame(str(path), start_index + k, error=f"{path}: {len(skipped)} corrupt frame(s) skipped "

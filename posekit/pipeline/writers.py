@@ -53,7 +53,7 @@ def _unique_name(directory: Path, stem: str, suffix: str, taken: set[str]) -> Pa
     return directory / name
 
 
-def letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def fit_to_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """`image` scaled to fit `size` (w, h) with its aspect ratio kept, centred on black."""
     w, h = size
     scale = min(w / image.shape[1], h / image.shape[0])
@@ -65,7 +65,7 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 # Renders browsers play: H.264 in MP4 where the installed OpenCV has an encoder for it, else VP8 in WebM
-# (pip's opencv-python ships no H.264 encoder; VP8 costs ~17 ms per 640x360 frame here, mp4v 0.4 ms).
+# (pip's opencv-python ships no H.264 encoder; VP8 costs ~20 ms per 640x480 frame here, mp4v ~2 ms).
 VIDEO_CODECS = {"h264": ("avc1", ".mp4", "H.264/MP4"), "vp8": ("VP80", ".webm", "VP8/WebM"), "mp4v": ("mp4v", ".mp4", "MPEG-4 part 2/MP4")}
 
 
@@ -91,8 +91,7 @@ class VideoRender:
     suffix is replaced by the codec's container (.mp4 or .webm); `self.path` is the final name."""
 
     def __init__(self, path: Path, fps: float, codec: str = "auto") -> None:
-        self.codec = pick_video_codec(codec)
-        self.fourcc, suffix, self.codec_label = VIDEO_CODECS[self.codec]
+        self.fourcc, suffix, _ = VIDEO_CODECS[pick_video_codec(codec)]
         self.path = Path(path).with_suffix(suffix)
         self._ctx = atomic_path(self.path)
         self._tmp = self._ctx.__enter__()
@@ -105,7 +104,7 @@ class VideoRender:
             with quiet_stderr():
                 self.writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self.size)
         if (frame_bgr.shape[1], frame_bgr.shape[0]) != self.size:  # frames of mixed sizes: letterboxed to the first's
-            frame_bgr = letterbox(frame_bgr, self.size)
+            frame_bgr = fit_to_frame(frame_bgr, self.size)
         self.writer.write(frame_bgr)
 
     def close(self, ok: bool = True) -> None:

@@ -141,9 +141,10 @@ class TfjsGraphModule(nn.Module):
             for r in self._drop_after.get(name, ()):
                 env.pop(r, None)
 
-    def run_trunk(self, *values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The batch-safe trunk alone: `trunk_inputs` (batched) -> `trunk_outputs`, in torch."""
-        env: dict[str, Any] = dict(self._consts)
+    def run_trunk(self, *values: torch.Tensor, consts: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:
+        """The batch-safe trunk alone: `trunk_inputs` (batched) -> `trunk_outputs`, in torch (`consts`: the
+        graph's constants as copies on another device)."""
+        env: dict[str, Any] = dict(self._consts if consts is None else consts)
         env.update(zip(self.trunk_inputs, values))
         self._run(env, self._batched_steps, set())
         return tuple(env[o] for o in self.trunk_outputs)
@@ -211,7 +212,5 @@ class DeviceTrunk:
 
     @torch.inference_mode()
     def __call__(self, values: list[torch.Tensor]) -> list[torch.Tensor]:
-        env: dict[str, Any] = dict(self.consts)
-        env.update((k, v.to(self.device)) for k, v in zip(self.graph.trunk_inputs, values))
-        self.graph._run(env, self.graph._batched_steps, set())
-        return [env[o].cpu() for o in self.graph.trunk_outputs]
+        outputs = self.graph.run_trunk(*(v.to(self.device) for v in values), consts=self.consts)
+        return [o.cpu() for o in outputs]
