@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from posekit.errors import PosekitError
+from posekit.fileio import stop_signal
 
 EPILOG_PREDICT = """examples:
   posekit predict photo.jpg --out out/                      # skeletons -> out/results.json
@@ -471,10 +472,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM ends a run as Ctrl-C does: outputs closed and valid up to the last item
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -482,8 +479,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command != "weights" or any(x.startswith("-") for x in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.names = [*args.names, *extra]
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    # SIGTERM ends a run as Ctrl-C does, and neither cuts one item's outputs in half (fileio.whole_item)
+    stop_signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+    previous = {s: signal.signal(s, stop_signal) for s in stop_signals}
     try:
         return args.func(args)
     except PosekitError as e:
@@ -498,8 +496,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"posekit: internal error: {type(e).__name__}: {e} (please report it; POSEKIT_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 3
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 if __name__ == "__main__":

@@ -76,3 +76,30 @@ def fresh_out_dir(out: str | Path, exist_ok: bool = False) -> Path:
     while (c := out.parent / f"{out.name}{n}").exists() and not (c.is_dir() and not any(c.iterdir())):
         n += 1
     return c
+
+
+class _Stop:
+    depth = 0  # nested `whole_item()` blocks running in the main thread
+    pending = False  # a stop signal arrived inside one
+
+
+def stop_signal(signum: int, frame: object) -> None:
+    """SIGINT / SIGTERM handler: stop as Ctrl-C does (KeyboardInterrupt), but never between the outputs of
+    one item (its JSON line and its render frame): inside `whole_item()` the stop waits for the block's end."""
+    if _Stop.depth:
+        _Stop.pending = True
+        return
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def whole_item() -> Iterator[None]:
+    """Writes that must land together or not at all when the user stops the run (see `stop_signal`)."""
+    _Stop.depth += 1
+    try:
+        yield
+    finally:
+        _Stop.depth -= 1
+        if not _Stop.depth and _Stop.pending:
+            _Stop.pending = False
+            raise KeyboardInterrupt

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from posekit.api import PoseEstimator
 from posekit.data.specs import convert_keypoints, get_spec
-from posekit.fileio import JsonLines, atomic_path, read_json_lines
+from posekit.fileio import JsonLines, atomic_path, read_json_lines, whole_item
 from posekit.pipeline.readers import IMAGE_EXTS, Frame, iter_frames, open_video, read_image
 from posekit.pipeline.stages import FrameState
 from posekit.pipeline.stream import Stage, StageTimes, run_concurrent, run_sequential
@@ -171,9 +171,11 @@ class TrackWriter:
                 "keypoints": [round(float(v), 2) for v in kps.reshape(-1)], "scores": [round(float(v), 4) for v in pt_s[i]],
                 "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)], "score": round(float(poses.scores[i]), 4),
             })  # fmt: skip
-        self.stream.write({"image": image, "results": poses.to_coco_results(image_id), "annotations": annotations})
-        if self.render is not None:
-            self.render.write(draw_poses(frame.image, poses, **self.render_options))
+        canvas = draw_poses(frame.image, poses, **self.render_options) if self.render is not None else None
+        with whole_item():  # a stop lands before or after this frame's line and render frame, never between
+            self.stream.write({"image": image, "results": poses.to_coco_results(image_id), "annotations": annotations})
+            if self.render is not None:
+                self.render.write(canvas)
 
     def _joined(self, key: str) -> Iterator[str]:
         for record in read_json_lines(self.stream.path):

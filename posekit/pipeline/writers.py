@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from posekit.fileio import JsonLines, atomic_path, atomic_write_bytes, atomic_write_json, read_json_lines
+from posekit.fileio import JsonLines, atomic_path, atomic_write_bytes, atomic_write_json, read_json_lines, whole_item
 from posekit.pipeline.readers import quiet_stderr
 from posekit.structures import Poses
 from posekit.viz.draw import draw_poses
@@ -138,25 +138,26 @@ class PredictionWriter:
         self._videos: dict[str, VideoRender] = {}
 
     def add(self, source: str, image: np.ndarray, poses: Poses, fps: float | None = None) -> None:
-        image_id = self.ids.assign(source)
-        self.stream.write({"image_id": image_id, "source": source, "results": poses.to_coco_results(image_id)})
-        video, _, frame = source.partition("#frame=")
-        stem = Path(video).stem + (f"_{int(frame):06d}" if frame else "")
-        if self.openpose:
-            path = _unique_name(self.out_dir / "openpose", stem, ".json", self._names["openpose"])
-            atomic_write_json(path, {"source": source, "image_id": image_id, **poses.to_openpose()})
-        if self.render:
-            canvas = draw_poses(image, poses, **self.render_options)
-            if frame:
-                if video not in self._videos:
-                    suffix = VIDEO_CODECS[pick_video_codec(self.video_codec)][1]
-                    path = _unique_name(self.out_dir / "render", Path(video).stem, suffix, self._names["render"])
-                    self._videos[video] = VideoRender(path, fps or 25.0, self.video_codec)
-                self._videos[video].write(canvas)
-            else:
-                ok, buf = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 92])
-                if ok:
-                    atomic_write_bytes(_unique_name(self.out_dir / "render", stem, ".jpg", self._names["render"]), buf.tobytes())
+        with whole_item():  # a stop lands before or after this image's line and files, never between
+            image_id = self.ids.assign(source)
+            self.stream.write({"image_id": image_id, "source": source, "results": poses.to_coco_results(image_id)})
+            video, _, frame = source.partition("#frame=")
+            stem = Path(video).stem + (f"_{int(frame):06d}" if frame else "")
+            if self.openpose:
+                path = _unique_name(self.out_dir / "openpose", stem, ".json", self._names["openpose"])
+                atomic_write_json(path, {"source": source, "image_id": image_id, **poses.to_openpose()})
+            if self.render:
+                canvas = draw_poses(image, poses, **self.render_options)
+                if frame:
+                    if video not in self._videos:
+                        suffix = VIDEO_CODECS[pick_video_codec(self.video_codec)][1]
+                        path = _unique_name(self.out_dir / "render", Path(video).stem, suffix, self._names["render"])
+                        self._videos[video] = VideoRender(path, fps or 25.0, self.video_codec)
+                    self._videos[video].write(canvas)
+                else:
+                    ok, buf = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 92])
+                    if ok:
+                        atomic_write_bytes(_unique_name(self.out_dir / "render", stem, ".jpg", self._names["render"]), buf.tobytes())
 
     def close(self) -> None:
         for v in self._videos.values():
