@@ -11,13 +11,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from posekit.codecs.nms import box_iou
 from posekit.data.specs import get_spec
 from posekit.engine.config import load_config
 from posekit.engine.trainer import Trainer, lr_factor
 from posekit.errors import PosekitError
 from posekit.models import build_model
 from posekit.models.graph_trunks import TRUNKS
+from posekit.postprocess.nms import box_iou
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {

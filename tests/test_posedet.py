@@ -11,10 +11,10 @@ import pytest
 import torch
 from torchvision.ops import deform_conv2d
 
-from posekit.codecs.nms import box_nms, oks_matrix, oks_nms
 from posekit.codecs.posedet import PoseDetCodec
 from posekit.data.specs import get_spec
 from posekit.models.posedet import PoseDetConfig, PoseDetHead, PoseDetModel, pose_oks
+from posekit.postprocess.nms import box_nms, oks_matrix, oks_nms
 
 COCO17 = get_spec("coco17")
 

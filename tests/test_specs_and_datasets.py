@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posekit.codecs.nms import box_iou
 from posekit.data.datasets import (
     DatasetError,
     Instance,
@@ -23,6 +22,7 @@ from posekit.data.datasets import (
     with_detected_boxes,
 )
 from posekit.data.specs import SPECS, convert_keypoints, get_spec, keypoint_mapping
+from posekit.postprocess.nms import box_iou
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))

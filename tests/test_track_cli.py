@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from posekit.cli import main
-from posekit.codecs.nms import box_iou
 from posekit.data.synthetic import crossing_people, make_background, person_patches, synthetic_frames, write_video
 from posekit.pipeline.writers import VIDEO_CODECS, pick_video_codec
+from posekit.postprocess.nms import box_iou
 
 RENDER_SUFFIX = VIDEO_CODECS[pick_video_codec()][1]  # .mp4 (H.264) or .webm (VP8), as this OpenCV can encode
 

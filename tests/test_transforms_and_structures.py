@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posekit.codecs.nms import box_nms, oks_nms
 from posekit.data.specs import COCO17
 from posekit.data.transforms import apply_inverse, crop_boxes, expand_box, letterbox
 from posekit.evaluation.coco import evaluate_coco_keypoints
+from posekit.postprocess.nms import box_nms, oks_nms
 from posekit.structures import OPENPOSE18_FROM_COCO17, Poses
 
 

@@ -32,7 +32,7 @@ from functools import lru_cache
 import numpy as np
 
 from posekit.codecs.associative_embedding import AssociativeEmbeddingCodec, pool_mask
-from posekit.codecs.nms import box_nms, oks_nms
+from posekit.postprocess.nms import box_nms, oks_nms
 
 MIN_AREA = 16.0**2  # input pixels^2: OKS scale of a person whose joints span (almost) nothing
 BASE_SCALE = 4  # RepPoints: a person of side 4 s belongs to the level of stride s

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from posekit.codecs.nms import box_iou
 from posekit.data.specs import get_spec
 from posekit.errors import PosekitError
+from posekit.postprocess.nms import box_iou
 
 WHOLEBODY_PARTS = ("keypoints", "foot_kpts", "face_kpts", "lefthand_kpts", "righthand_kpts")  # 17+6+68+21+21
 

@@ -30,7 +30,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from posekit.codecs.nms import oks_nms
 from posekit.data.build import build_datasets, read_splits
 from posekit.data.specs import get_spec
 from posekit.engine.config import Config, ConfigError
@@ -38,6 +37,7 @@ from posekit.evaluation.run import evaluate_samples
 from posekit.fileio import atomic_path, atomic_write_json
 from posekit.models import build_model
 from posekit.models.base import LossModule
+from posekit.postprocess.nms import oks_nms
 from posekit.structures import Poses
 from posekit.zoo.checkpoints import CHECKPOINT_FORMAT, state_sha256
 

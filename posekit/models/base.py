@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from posekit.codecs.nms import oks_nms
 from posekit.data.transforms import apply_inverse
+from posekit.postprocess.nms import oks_nms
 from posekit.structures import KeypointSpec, Poses
 
 BOX_KEYPOINT_THRESHOLD = 0.2  # keypoints that make a whole-image pose's box

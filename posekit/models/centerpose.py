@@ -14,10 +14,10 @@ from torch import nn
 
 from posekit.codecs.center_offset import CenterOffsetCodec
 from posekit.codecs.heatmap import flip_permutation
-from posekit.codecs.nms import instance_scores
 from posekit.models.backbones import build_backbone
 from posekit.models.base import PoseModel, image_poses
 from posekit.models.heads import SeparableHead
+from posekit.postprocess.nms import instance_scores
 from posekit.structures import KeypointSpec, Poses
 
 KEYPOINT_SCORE_THRESHOLD = 0.2  # keypoints counted in the person score

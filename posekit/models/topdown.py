@@ -9,11 +9,11 @@ import numpy as np
 import torch
 
 from posekit.codecs.heatmap import HeatmapCodec, flip_heatmaps, flip_permutation
-from posekit.codecs.nms import instance_scores
 from posekit.data.transforms import apply_inverse
 from posekit.models.backbones import build_backbone
 from posekit.models.base import PoseModel
 from posekit.models.heads import ConvHead, DeconvHead, DUCHead, IntegralHead, SeparableHead
+from posekit.postprocess.nms import instance_scores
 from posekit.structures import KeypointSpec, Poses
 
 HEADS = {"deconv": DeconvHead, "duc": DUCHead, "conv": ConvHead, "separable": SeparableHead}

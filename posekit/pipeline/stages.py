@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from posekit.codecs.nms import box_nms, instance_scores, oks_nms
 from posekit.data.specs import get_spec
+from posekit.postprocess.nms import box_nms, instance_scores, oks_nms
 from posekit.structures import Poses
 
 

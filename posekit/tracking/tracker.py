@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from posekit.codecs.nms import box_iou
+from posekit.postprocess.nms import box_iou
 from posekit.structures import Poses
 from posekit.tracking.kalman import BoxKalman
 
