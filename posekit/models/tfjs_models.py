@@ -60,6 +60,7 @@ class SinglePoseMoveNet:
     """MoveNet Thunder/Lightning on person crops: all crops of an image run as one batch."""
 
     spec = "coco17"
+    crop_width_axis = 2  # crops are NHWC
 
     def __init__(self, name: str = "movenet-thunder", margin: float = 1.25, backend: str = "torch") -> None:
         self.name = name

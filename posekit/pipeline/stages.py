@@ -1,7 +1,8 @@
 """Whole-image pose pipelines. Each declares its stages, so `predict` and `track` run any of them:
 
-- `TopDownPipeline`: detector -> person crops -> a crop pose model (MoveNet, or a top-down checkpoint)
-  -> instance scores -> OKS-NMS. Stages: detect, crop, pose.
+- `TopDownPipeline`: detector -> person crops -> a crop pose model (MoveNet, or a top-down checkpoint;
+  optionally also on mirrored and rescaled crops, averaged) -> instance scores -> pose NMS. Stages:
+  detect, crop, pose.
 - `ImagePipeline`: one whole-image model (MoveNet MultiPose, or a whole-image checkpoint). Stage: pose.
 
 A stage is a function of a `FrameState` (the image and what earlier stages added to it).
@@ -16,18 +17,64 @@ from typing import Any, Protocol
 import numpy as np
 
 from posekit.data.specs import get_spec
-from posekit.postprocess.nms import box_nms, instance_scores, oks_nms
+from posekit.postprocess.nms import box_nms, oks_nms
+from posekit.postprocess.pose_nms import SCORING_RULES, PoseNMSParams, parametric_pose_nms, score_instances
 from posekit.structures import Poses
+
+POSE_NMS = ("oks", "parametric", "none")
 
 
 @dataclass
 class TopDownOptions:
     det_threshold: float = 0.2  # person box score threshold
     box_nms_iou: float = 0.6
-    keypoint_threshold: float = 0.2  # keypoints counted in the instance score
+    scoring: str = "box_mean_above"  # instance score rule (postprocess.pose_nms.SCORING_RULES)
+    keypoint_threshold: float = 0.2  # keypoints counted in the "*_above" scoring rules
+    pose_nms: str = "oks"  # "oks" (greedy OKS-NMS), "parametric" (AlphaPose's P-NMS) or "none"
     oks_nms_threshold: float = 0.9
+    pnms: PoseNMSParams = field(default_factory=PoseNMSParams)
+    flip_test: bool = False  # also run the mirrored crops, swap left/right, average
+    crop_scales: tuple[float, ...] = (1.0,)  # crop-scale jitter: boxes scaled by each, the results averaged
     max_persons: int = 30
     margin: float = 1.25  # box expansion before cropping (AlphaPose / SimpleBaseline)
+
+    def __post_init__(self) -> None:
+        if self.pose_nms not in POSE_NMS:
+            raise ValueError(f"pose_nms={self.pose_nms!r}: one of {', '.join(POSE_NMS)}")
+        if isinstance(self.pnms, dict):
+            object.__setattr__(self, "pnms", PoseNMSParams(**self.pnms))
+        self.crop_scales = tuple(float(s) for s in self.crop_scales)
+        if not self.crop_scales or min(self.crop_scales) <= 0:
+            raise ValueError(f"crop_scales={self.crop_scales}: positive scale factors")
+        if self.scoring not in SCORING_RULES:  # fail here, not on the first image
+            raise ValueError(f"unknown scoring rule {self.scoring!r}; one of {', '.join(SCORING_RULES)}")
+
+
+def scale_boxes(boxes: np.ndarray, scale: float) -> np.ndarray:
+    """xyxy boxes [N,4] scaled by `scale` about their centres."""
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]) * scale / 2
+    return np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
+
+
+def mirror_crops(crops: np.ndarray, mats: np.ndarray, width_axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Crops mirrored left-right and the matrices that map image pixels into the mirrored crops (crop
+    x -> W - 1 - x with pixel centres at integers), so the model's output maps back through them as usual."""
+    width = crops.shape[width_axis]
+    flipped = np.ascontiguousarray(np.flip(crops, axis=width_axis))
+    m = np.array(mats, np.float64, copy=True)
+    m[:, 0, :] = -m[:, 0, :]
+    m[:, 0, 2] += width - 1
+    return flipped, m
+
+
+def flip_permutation(spec: str) -> np.ndarray:
+    """Index map that swaps each left keypoint with its right one (the spec's flip pairs)."""
+    s = get_spec(spec)
+    perm = np.arange(s.num_keypoints)
+    for a, b in s.flip_pairs:
+        perm[a], perm[b] = b, a
+    return perm
 
 
 @dataclass
@@ -71,6 +118,7 @@ class TopDownPipeline:
         self.pose = pose
         self.spec = pose.spec
         self.sigmas = np.array(get_spec(pose.spec).sigmas)
+        self.flip_perm = flip_permutation(pose.spec)
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         o = self.options
@@ -84,19 +132,54 @@ class TopDownPipeline:
             boxes, box_scores = self.detect(image)
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         box_scores = np.ones(len(boxes), np.float32) if box_scores is None else np.asarray(box_scores, np.float32)
-        crops, mats = self.pose.crop_inputs(image, boxes)
+        crops, mats = self.crop_inputs(image, boxes)
         return self.estimate(crops, mats, boxes, box_scores)
+
+    def crop_inputs(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The pose model's crops of `boxes`, one set per crop scale (concatenated, scale-major)."""
+        scales = self.options.crop_scales
+        if scales == (1.0,):
+            return self.pose.crop_inputs(image, boxes)
+        parts = [self.pose.crop_inputs(image, scale_boxes(boxes, s)) for s in scales]
+        return np.concatenate([c for c, _ in parts]), np.concatenate([m for _, m in parts])
+
+    def keypoints(self, crops: np.ndarray, mats: np.ndarray, n: int, with_embeddings: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:  # fmt: skip
+        """Keypoints [n,K,2] and scores [n,K] of `n` persons from their crops (every crop scale, and the
+        mirrored crops with `flip_test`, in one batch; all variants averaged); embeddings of the first set."""
+        if self.options.flip_test:
+            flipped, flipped_mats = mirror_crops(crops, mats, getattr(self.pose, "crop_width_axis", 2))
+            crops, mats = np.concatenate([crops, flipped]), np.concatenate([mats, flipped_mats])
+        kp, sc, emb = self.pose.forward_crops(crops, mats, with_embeddings)
+        kp, sc = kp.reshape(-1, n, *kp.shape[1:]), sc.reshape(-1, n, sc.shape[-1])
+        if self.options.flip_test:
+            half = len(kp) // 2
+            kp[half:], sc[half:] = kp[half:][:, :, self.flip_perm], sc[half:][:, :, self.flip_perm]
+        return kp.mean(0), sc.mean(0), None if emb is None else emb[:n]
+
+    def rank_and_suppress(self, keypoints: np.ndarray, kp_scores: np.ndarray, boxes: np.ndarray, box_scores: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Instance scores [N] (the scoring rule) and the indices kept by the pose NMS, best first."""
+        o = self.options
+        scores = score_instances(o.scoring, box_scores, kp_scores, o.keypoint_threshold)
+        if o.pose_nms == "oks":
+            keep = oks_nms(keypoints, scores, boxes, self.sigmas, o.oks_nms_threshold)
+        elif o.pose_nms == "parametric":
+            keep = parametric_pose_nms(keypoints, kp_scores, boxes, scores, o.pnms)
+        else:
+            keep = np.argsort(-scores, kind="stable")
+        return scores, keep
 
     def estimate(
         self, crops: np.ndarray, mats: np.ndarray, boxes: np.ndarray, box_scores: np.ndarray, with_embeddings: bool = False
     ) -> Poses:
-        """Poses from person crops: pose model, instance scores, OKS-NMS. With `with_embeddings`, each
-        person's identity embedding (when the pose model has them) is in `meta['embeddings']`."""
+        """Poses from person crops (`crop_inputs`): pose model, instance scores, pose NMS. With
+        `with_embeddings`, each person's identity embedding (when the pose model has them) is in
+        `meta['embeddings']`."""
         if len(boxes) == 0:
             return Poses.empty(len(self.sigmas), self.spec)
-        keypoints, kp_scores, emb = self.pose.forward_crops(crops, mats, with_embeddings)
-        scores = instance_scores(box_scores, kp_scores, self.options.keypoint_threshold)
-        keep = oks_nms(keypoints, scores, boxes, self.sigmas, self.options.oks_nms_threshold)
+        keypoints, kp_scores, emb = self.keypoints(crops, mats, len(boxes), with_embeddings)
+        scores, keep = self.rank_and_suppress(keypoints, kp_scores, boxes, box_scores)
         meta = {"embeddings": emb} if emb is not None else {}
         return Poses(keypoints, kp_scores, boxes, scores, self.spec, meta=meta).select(keep)
 
@@ -105,7 +188,7 @@ class TopDownPipeline:
             s.boxes, s.box_scores = self.detect(s.image)
 
         def crop(s: FrameState) -> None:
-            s.crops, s.mats = self.pose.crop_inputs(s.image, s.boxes)
+            s.crops, s.mats = self.crop_inputs(s.image, s.boxes)
 
         def pose(s: FrameState) -> None:
             s.poses = self.estimate(s.crops, s.mats, s.boxes, s.box_scores, with_embeddings)

@@ -24,6 +24,8 @@ from posekit.pipeline.stages import FrameState
 from posekit.pipeline.stream import Stage, StageTimes, run_concurrent, run_sequential
 from posekit.pipeline.writers import VideoRender
 from posekit.structures import Poses
+from posekit.tracking.appearance import limb_colours
+from posekit.tracking.delay import ConfirmationDelay
 from posekit.tracking.smoothing import PoseSmoother
 from posekit.tracking.tracker import PoseTracker, TrackerOptions
 from posekit.viz.draw import draw_poses
@@ -104,8 +106,11 @@ def build_stages(
         return run
 
     def track(state: FrameState) -> None:
-        poses = state.poses.select(np.flatnonzero(state.poses.scores >= estimator.score_threshold))
-        poses = tracker.update(poses, poses.meta.get("embeddings"))
+        keep = np.flatnonzero(state.poses.scores >= estimator.score_threshold)
+        poses = state.poses.select(keep)
+        emb = poses.meta.pop("embeddings", None)
+        appearance = limb_colours(state.image, poses) if tracker.options.lambda_app > 0 else None
+        poses = tracker.update(poses, None if emb is None else emb[keep], appearance)
         if smoother is not None:
             poses = smoother(poses, (state.extras.get("timestamp_ms") or 0.0) / 1000.0)
         state.poses = poses
@@ -120,11 +125,22 @@ def iter_tracked(frames: Iterable[Frame], estimator: PoseEstimator, smooth: bool
     """The stages of `posekit track` run frame by frame in this thread, as a generator (the API's `track`)."""
     tracker = PoseTracker(tracker_options or TrackerOptions())
     stages = build_stages(estimator, tracker, PoseSmoother() if smooth else None, embeddings and estimator.takes_boxes)
+    delay = confirmation_delay(tracker)
     for frame in frames:
         item = Item(frame)
         for stage in stages:
             item = stage.fn(item)
-        yield item
+        yield from delay.push(item)
+    yield from delay.flush()
+
+
+def confirmation_delay(tracker: PoseTracker) -> ConfirmationDelay[Item]:
+    """Frames held until their tracks are confirmed (or not); released with reported track ids."""
+
+    def put(item: Item, poses: Poses) -> None:
+        item.state.poses = poses
+
+    return ConfirmationDelay(tracker, lambda item: item.poses, put)
 
 
 class TrackWriter:
@@ -243,9 +259,12 @@ def track_frames(
     writer = TrackWriter(out_dir, name, fps, render, render_options, video_codec)
     bar = tqdm(total=count, unit="frame", disable=quiet or None, dynamic_ncols=True)
 
+    delay = confirmation_delay(tracker)
+
     def sink(item: Item) -> None:
-        writer(item)
-        bar.update(1)
+        for released in delay.push(item):
+            writer(released)
+            bar.update(1)
 
     items = (Item(f) for f in frames)
     threads = torch.get_num_threads()
@@ -255,6 +274,9 @@ def track_frames(
         times = (run_concurrent if concurrent else run_sequential)(items, stages, sink)
     finally:
         torch.set_num_threads(threads)
+        for released in delay.flush():  # the last frames (and a stopped run's) are written too
+            writer(released)
+            bar.update(1)
         bar.close()
         writer.close()
-    return TrackSummary(writer.frames, writer.persons, tracker.next_id - 1, writer.failed, times)
+    return TrackSummary(writer.frames, writer.persons, tracker.reported_count, writer.failed, times)

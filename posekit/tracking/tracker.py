@@ -1,10 +1,18 @@
 """Online pose tracking: AlphaPose's multi-stage identity matching (../shared/docs/alphapose.txt §4.2).
 
-Per frame: Kalman-predict every track's box; stage 1 links detections to tracks by identity embedding
-(cosine distance <= `embedding_threshold`, when embeddings are given); stage 2 links the rest by the
-fusion f = (1 - IoU) + lambda_np * dist_np (eq. 22) <= `fusion_threshold`; a second stage-2 pass with a
-lowered bar (`relaxed_threshold`) catches tracks that changed more; anything left starts a new track.
-Tracks unseen for more than `max_age` frames are retired. Assignment within a stage is Hungarian.
+Per frame: Kalman-predict every track's box. The poses scoring at least `high_threshold` go through
+stage 1, identity embeddings (cosine distance <= `embedding_threshold`, when embeddings are given), and
+stage 2, the fusion f = (1 - IoU) + lambda_np * dist_np (+ lambda_app * appearance distance, when
+appearance descriptors are given) (eq. 22) <= `fusion_threshold`, then the same with a lowered bar
+(`relaxed_threshold`). The tracks still unmatched then take the low-scoring poses by IoU alone (ByteTrack's
+second pass: an occluded person's weak detection keeps its track); low-scoring poses matching no track are
+dropped. High-scoring poses left start tentative tracks. Lost tracks coast on their Kalman prediction for
+`max_age` frames.
+
+A tentative track is confirmed after `min_hits` consecutive matches and deleted at its first miss; only
+confirmed tracks are reported (`reported_id`), with ids 1, 2, ... in order of confirmation. `update` labels
+poses with internal track uids; `ConfirmationDelay` holds frames long enough to report a confirmed track
+from its first frame. Assignment within a stage is Hungarian.
 """
 
 from __future__ import annotations
@@ -55,14 +63,16 @@ def normalized_pose_distance(kp_a, sc_a, box_a, kp_b, sc_b, box_b, sigma_conf: f
 
 @dataclass
 class Track:
-    track_id: int
+    uid: int  # internal, unique per tracker
     kalman: BoxKalman
     keypoints: np.ndarray
     keypoint_scores: np.ndarray
     box: np.ndarray  # last matched detection box
     embedding: np.ndarray | None = None
+    appearance: np.ndarray | None = None
     missed: int = 0
     hits: int = 1
+    confirmed: bool = False
 
 
 @dataclass
@@ -74,15 +84,23 @@ class TrackerOptions:
     fusion_threshold: float = 0.5  # mu_f of eq. 22 (paper: 0.5)
     relaxed_threshold: float = 0.9  # the lowered bar of the repeated stage 2
     lambda_np: float = 1.0  # weight of the pose distance in eq. 22
-    max_age: int = 30  # frames a track may go unseen before it is retired
+    max_age: int = 30  # frames a confirmed track may go unseen (coasting on its Kalman prediction) before it is retired
     embedding_momentum: float = 0.9  # track embedding = running mean of its detections'
+    high_threshold: float = 0.0  # poses scoring below this only continue tracks (second pass); they never start one
+    low_iou: float = 0.5  # second pass: IoU with the predicted box a low-scoring pose needs
+    min_hits: int = 4  # consecutive matches that confirm a track (so tracks of min_hits - 1 frames or fewer are never reported)
+    lambda_app: float = 0.0  # weight of the appearance distance in the fusion (with appearance descriptors)
 
 
 @dataclass
 class PoseTracker:
     options: TrackerOptions = field(default_factory=TrackerOptions)
     tracks: list[Track] = field(default_factory=list)
-    next_id: int = 1
+    next_uid: int = 1
+    next_id: int = 1  # the next reported id
+    frames: int = 0
+    reported: dict[int, int] = field(default_factory=dict)  # uid -> reported id, for confirmed tracks
+    whole_stream: set[int] = field(default_factory=set)  # uids matched in every frame so far
     embedding_sum: np.ndarray | None = None  # sum and count of every embedding seen, for centring
     embedding_count: int = 0
 
@@ -93,18 +111,34 @@ class PoseTracker:
         c = e - self.embedding_sum / self.embedding_count
         return c / np.maximum(np.linalg.norm(c, axis=-1, keepdims=True), 1e-9)
 
-    def update(self, poses: Poses, embeddings: np.ndarray | None = None) -> Poses:
-        """Assign track ids to this frame's poses (a copy of `poses` with `track_ids` set)."""
+    @property
+    def reported_count(self) -> int:
+        return self.next_id - 1
+
+    def reported_id(self, uid: int, end_of_stream: bool = False) -> int | None:
+        """The id a track is reported under, None while it is not (yet) confirmed. At the end of a stream
+        shorter than `min_hits` frames, tracks matched in every one of its frames are reported too."""
+        if uid not in self.reported and end_of_stream and self.frames < self.options.min_hits and uid in self.whole_stream:
+            self.reported[uid] = self.next_id
+            self.next_id += 1
+        return self.reported.get(uid)
+
+    def update(self, poses: Poses, embeddings: np.ndarray | None = None, appearance: np.ndarray | None = None) -> Poses:
+        """Assign track uids to this frame's poses (a copy of `poses` with `track_ids` set to uids; the
+        low-scoring poses that continue no track are left out). `appearance` [N,D]: descriptors compared
+        by `appearance_distance` (e.g. `tracking.appearance.limb_colours`)."""
         o = self.options
         predicted = np.array([t.kalman.predict() for t in self.tracks], np.float32).reshape(-1, 4)
         n = len(poses)
         ids = np.full(n, -1, np.int64)
-        free_dets, free_tracks = set(range(n)), set(range(len(self.tracks)))
+        low = {d for d in range(n) if poses.scores[d] < o.high_threshold}
+        free_dets, free_tracks = set(range(n)) - low, set(range(len(self.tracks)))
 
         def link(d: int, t: int) -> None:
-            self._link(t, poses, d, embeddings)
-            ids[d] = self.tracks[t].track_id
+            self._link(t, poses, d, embeddings, appearance)
+            ids[d] = self.tracks[t].uid
             free_dets.discard(d)
+            low.discard(d)
             free_tracks.discard(t)
 
         def assign(dets: list[int], trks: list[int], cost: np.ndarray, threshold: float) -> None:
@@ -126,34 +160,59 @@ class PoseTracker:
         for threshold in (o.fusion_threshold, o.relaxed_threshold):  # stage 2, then with the lowered bar
             dets, trks = sorted(free_dets), sorted(free_tracks)
             if dets and trks:
-                assign(dets, trks, self._fusion(poses, dets, predicted, trks), threshold)
+                assign(dets, trks, self._fusion(poses, dets, predicted, trks, appearance), threshold)
+        dets, trks = sorted(low), sorted(free_tracks)
+        if dets and trks:  # ByteTrack's second pass: weak detections continue the tracks still unmatched, by IoU
+            assign(dets, trks, 1.0 - box_iou(poses.boxes[dets], predicted[trks]), 1.0 - o.low_iou)
         for d in sorted(free_dets):
-            self.tracks.append(Track(self.next_id, BoxKalman(poses.boxes[d]), poses.keypoints[d], poses.keypoint_scores[d], poses.boxes[d],
-                                     None if embeddings is None else embeddings[d]))  # fmt: skip
-            ids[d] = self.next_id
-            self.next_id += 1
+            self.tracks.append(Track(self.next_uid, BoxKalman(poses.boxes[d]), poses.keypoints[d], poses.keypoint_scores[d], poses.boxes[d],
+                                     None if embeddings is None else embeddings[d], None if appearance is None else appearance[d]))  # fmt: skip
+            ids[d] = self.next_uid
+            if self.frames == 0:
+                self.whole_stream.add(self.next_uid)
+            self.next_uid += 1
         for t in free_tracks:
             self.tracks[t].missed += 1
-        self.tracks = [t for t in self.tracks if t.missed <= o.max_age]
-        out = poses.select(np.arange(n))
-        out.track_ids = ids
+            self.whole_stream.discard(self.tracks[t].uid)
+        for t in self.tracks:
+            if not t.confirmed and t.hits >= o.min_hits:
+                t.confirmed = True
+                self.reported[t.uid] = self.next_id
+                self.next_id += 1
+        # tentative tracks die at their first miss, confirmed ones after max_age frames unseen
+        self.tracks = [t for t in self.tracks if t.missed == 0 or (t.confirmed and t.missed <= o.max_age)]
+        self.frames += 1
+        keep = np.flatnonzero(ids >= 0)
+        out = poses.select(keep)
+        out.track_ids = ids[keep]
+        if "embeddings" in out.meta and out.meta["embeddings"] is not None:
+            out.meta["embeddings"] = out.meta["embeddings"][keep]
         return out
 
-    def _fusion(self, poses: Poses, dets: list[int], predicted: np.ndarray, tracks: list[int]) -> np.ndarray:
+    def _fusion(self, poses: Poses, dets: list[int], predicted: np.ndarray, tracks: list[int], appearance: np.ndarray | None) -> np.ndarray:
         tr = [self.tracks[t] for t in tracks]
         iou = box_iou(poses.boxes[dets], predicted[tracks])
         dist = normalized_pose_distance(
             poses.keypoints[dets], poses.keypoint_scores[dets], poses.boxes[dets],
             np.stack([t.keypoints for t in tr]), np.stack([t.keypoint_scores for t in tr]), np.stack([t.box for t in tr]),
         )  # fmt: skip
-        return (1.0 - iou) + self.options.lambda_np * dist
+        cost = (1.0 - iou) + self.options.lambda_np * dist
+        if appearance is not None and self.options.lambda_app > 0 and all(t.appearance is not None for t in tr):
+            from posekit.tracking.appearance import appearance_distance
 
-    def _link(self, t: int, poses: Poses, d: int, embeddings: np.ndarray | None) -> None:
+            cost = cost + self.options.lambda_app * appearance_distance(appearance[dets], np.stack([t.appearance for t in tr]))
+        return cost
+
+    def _link(self, t: int, poses: Poses, d: int, embeddings: np.ndarray | None, appearance: np.ndarray | None = None) -> None:
         track = self.tracks[t]
         track.kalman.update(poses.boxes[d])
         track.box = poses.boxes[d]  # the box its keypoints belong to (the pose distance normalises by it)
         track.keypoints, track.keypoint_scores = poses.keypoints[d], poses.keypoint_scores[d]
         track.missed, track.hits = 0, track.hits + 1
+        if appearance is not None:
+            from posekit.tracking.appearance import update_appearance
+
+            track.appearance = update_appearance(track.appearance, appearance[d])
         if embeddings is not None:
             e = (
                 embeddings[d]

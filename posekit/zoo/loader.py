@@ -28,6 +28,8 @@ DEFAULT_MODEL = "topdown-thunder"
 class CheckpointCropModel:
     """A trained top-down `PoseModel` as a `CropPoseModel`: crops exactly as validation crops them."""
 
+    crop_width_axis = 3  # crops are NCHW
+
     def __init__(self, model: Any, margin: float = 1.25) -> None:
         self.model, self.margin, self.spec = model, margin, model.spec.name
 
@@ -197,8 +199,9 @@ def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None =
             model = MultiPoseModel(options.get("longest_side", 256), backend)
             return ImagePipeline(model, 0.1 if score_threshold is None else score_threshold)
         from posekit.models.tfjs_models import CenterNetDetector, SinglePoseMoveNet
+        from posekit.postprocess.presets import PIPELINE_PRESETS, TOPDOWN_PRESETS
 
-        opts = TopDownOptions(**options)
+        opts = TopDownOptions(**{**TOPDOWN_PRESETS.get(PIPELINE_PRESETS.get(name_str, ""), {}), **options})
         pose = SinglePoseMoveNet("movenet-" + name_str.split("-")[1], margin=opts.margin, backend=backend)
         return TopDownPipeline(pose, CenterNetDetector(backend), opts)
     from posekit.models.graph_trunks import TRUNKS

@@ -1,0 +1,245 @@
+"""Data-driven choice of the top-down pipeline's post-processing (AlphaPose §3.4: "the parameters are
+optimized to achieve the maximal mAP for the validation set ... two parameters at a time").
+
+The pose model runs once per person candidate, on the plain and the mirrored crop; every setting is
+then scored from those cached outputs: the detector threshold, the instance scoring rule and its
+keypoint threshold, flip test on/off, and the pose NMS (none, greedy OKS-NMS and its threshold, or
+parametric pose NMS with {sigma1, sigma2, lambda, eta} searched two at a time until nothing changes).
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from posekit.errors import InputError
+from posekit.evaluation.coco import evaluate_coco_keypoints
+from posekit.pipeline.readers import read_image
+from posekit.pipeline.stages import TopDownOptions, TopDownPipeline, mirror_crops
+from posekit.postprocess.nms import box_nms
+from posekit.postprocess.pose_nms import SCORING_RULES, PoseNMSParams
+from posekit.structures import Poses
+
+# grids of the two-at-a-time search; eta is searched as a fraction of its range [0, 1 + lam]
+PNMS_GRID = {
+    "sigma1": (0.1, 0.25, 0.5, 1.0, 2.0),
+    "sigma2": (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05),
+    "lam": (0.0, 0.5, 1.0, 1.7, 3.0, 5.0, 8.0),
+    "eta_fraction": (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),  # >= 0.2: people who touch share a joint or two
+}
+OKS_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+KEYPOINT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4)
+DET_THRESHOLDS = (0.05, 0.1, 0.2, 0.3)
+
+
+@dataclass
+class Candidates:
+    """One image's persons before post-processing: keypoints [2,N,K,2] and scores [2,N,K] from the
+    plain (0) and the mirrored crops (1, left/right already swapped back)."""
+
+    image_id: Any
+    boxes: np.ndarray
+    box_scores: np.ndarray
+    keypoints: np.ndarray
+    keypoint_scores: np.ndarray
+
+
+def gt_person_boxes(gt: dict) -> dict[Any, np.ndarray]:
+    """xyxy boxes of the annotated persons (not crowd, with keypoints) per image id: the 'GT boxes' protocol."""
+    boxes: dict[Any, list] = {img["id"]: [] for img in gt["images"]}
+    for a in gt["annotations"]:
+        if not a.get("iscrowd", 0) and a.get("num_keypoints", 1) > 0 and a["image_id"] in boxes:
+            x, y, w, h = a["bbox"]
+            boxes[a["image_id"]].append([x, y, x + w, y + h])
+    return {k: np.asarray(v, np.float32).reshape(-1, 4) for k, v in boxes.items()}
+
+
+def collect_candidates(pipeline: TopDownPipeline, gt: dict, images: Path, use_gt_boxes: bool, det_threshold: float = 0.05,
+                       quiet: bool = False) -> tuple[list[Candidates], list[str]]:  # fmt: skip
+    """Run the detector (at `det_threshold`, then box NMS) or take the GT boxes, and the pose model on the
+    plain and mirrored crops of every image of `gt`; the images that could not be read."""
+    gt_boxes = gt_person_boxes(gt) if use_gt_boxes else {}
+    out, failed = [], []
+    for img in tqdm(gt["images"], unit="img", disable=quiet or None, dynamic_ncols=True, desc="pose model on candidates"):
+        try:
+            image = read_image(images / img["file_name"])
+        except InputError as e:
+            failed.append(str(e))
+            tqdm.write(f"posekit: skipped {e}", file=sys.stderr)
+            continue
+        if use_gt_boxes:
+            boxes = gt_boxes[img["id"]]
+            scores = np.ones(len(boxes), np.float32)
+        else:
+            boxes, scores = pipeline.detector(image, det_threshold)
+            keep = box_nms(boxes, scores, pipeline.options.box_nms_iou)[: pipeline.options.max_persons]
+            boxes, scores = boxes[keep], scores[keep]
+        crops, mats = pipeline.pose.crop_inputs(image, boxes)
+        k = len(pipeline.sigmas)
+        kp, sc = np.zeros((2, len(boxes), k, 2), np.float32), np.zeros((2, len(boxes), k), np.float32)
+        if len(boxes):
+            kp[0], sc[0], _ = pipeline.pose.forward_crops(crops, mats)
+            kp1, sc1, _ = pipeline.pose.forward_crops(*mirror_crops(crops, mats, getattr(pipeline.pose, "crop_width_axis", 2)))
+            kp[1], sc[1] = kp1[:, pipeline.flip_perm], sc1[:, pipeline.flip_perm]
+        out.append(Candidates(img["id"], boxes, scores, kp, sc))
+    return out, failed
+
+
+def results_of(pipeline: TopDownPipeline, candidates: Iterable[Candidates], options: TopDownOptions) -> list[dict]:
+    """COCO keypoint results of the candidates post-processed with `options` (the pipeline's own code)."""
+    pipeline.options = options
+    results = []
+    for c in candidates:
+        keep = np.flatnonzero(c.box_scores >= options.det_threshold)
+        if len(keep) == 0:
+            continue
+        kp = c.keypoints[:, keep].mean(0) if options.flip_test else c.keypoints[0, keep]
+        sc = c.keypoint_scores[:, keep].mean(0) if options.flip_test else c.keypoint_scores[0, keep]
+        scores, order = pipeline.rank_and_suppress(kp, sc, c.boxes[keep], c.box_scores[keep])
+        poses = Poses(kp, sc, c.boxes[keep], scores, pipeline.spec).select(order)
+        results += poses.to_coco_results(c.image_id)
+    return results
+
+
+class Scorer:
+    """COCO keypoint AP of option sets on cached candidates, memoised (the search revisits settings). With
+    several sets (e.g. the same images with GT boxes and with detector boxes) the score is their mean AP."""
+
+    def __init__(self, pipeline: TopDownPipeline, sets: list[tuple[list[Candidates], dict]]) -> None:
+        self.pipeline, self.sets = pipeline, sets
+        self.seen: dict[str, list[float]] = {}
+
+    def aps(self, options: TopDownOptions) -> list[float]:
+        """AP of each set."""
+        key = repr(options)
+        if key not in self.seen:
+            self.seen[key] = [evaluate_coco_keypoints(gt, results_of(self.pipeline, c, options), self.pipeline.sigmas)["AP"]
+                              for c, gt in self.sets]  # fmt: skip
+        return self.seen[key]
+
+    def __call__(self, options: TopDownOptions) -> float:
+        return float(np.mean(self.aps(options)))
+
+
+def search_pnms(score: Callable[[TopDownOptions], float], base: TopDownOptions, max_rounds: int = 5,
+                grid: dict[str, tuple[float, ...]] = PNMS_GRID) -> tuple[TopDownOptions, list[dict]]:  # fmt: skip
+    """{sigma1, sigma2} then {lam, eta} on their grids with the others fixed, repeated until a round
+    changes nothing (or `max_rounds`); returns the best options and one record per round."""
+    best = replace(base, pose_nms="parametric")
+    best_ap, history = score(best), []  # the search starts from the options' current P-NMS parameters
+    for round_ in range(max_rounds):
+        before = best.pnms
+        for s1, s2 in itertools.product(grid["sigma1"], grid["sigma2"]):
+            trial = replace(best, pnms=replace(best.pnms, sigma1=s1, sigma2=s2))
+            if (ap := score(trial)) > best_ap:
+                best, best_ap = trial, ap
+        for lam, fraction in itertools.product(grid["lam"], grid["eta_fraction"]):
+            trial = replace(best, pnms=replace(best.pnms, lam=lam, eta=round(fraction * (1 + lam), 4)))
+            if (ap := score(trial)) > best_ap:
+                best, best_ap = trial, ap
+        history.append({"round": round_ + 1, "AP": best_ap, **best.pnms.to_dict()})
+        if best.pnms == before:
+            break
+    return best, history
+
+
+def tune(score: Callable[[TopDownOptions], float], base: TopDownOptions, det_thresholds: tuple[float, ...] = DET_THRESHOLDS,
+         max_rounds: int = 3, log: Callable[[str], None] = print) -> tuple[TopDownOptions, list[dict]]:  # fmt: skip
+    """The whole search, one group of settings at a time with the others fixed (detector threshold;
+    scoring rule, its keypoint threshold and flip test; greedy OKS-NMS threshold; P-NMS parameters), repeated
+    until a round changes nothing. Returns the best options and a table (one row per setting scored)."""
+    rows: list[dict] = []
+    best, best_ap = base, score(base)
+    rows.append({"setting": "baseline", "AP": best_ap, "options": _describe(base)})
+    log(f"  AP {best_ap:.4f}  baseline: {_describe(base)}")
+
+    def consider(what: str, trial: TopDownOptions) -> None:
+        nonlocal best, best_ap
+        ap = score(trial)
+        rows.append({"setting": what, "AP": ap, "options": _describe(trial)})
+        log(f"  AP {ap:.4f}  {what}")
+        if ap > best_ap:
+            best, best_ap = trial, ap
+
+    rules = [(r, t) for r in SCORING_RULES for t in (KEYPOINT_THRESHOLDS if r.endswith("_above") else (base.keypoint_threshold,))]
+    for round_ in range(max_rounds):
+        log(f"round {round_ + 1}")
+        before = best
+        for thr in det_thresholds:
+            consider(f"detector threshold {thr}", replace(best, det_threshold=thr))
+        start = best
+        for flip, (rule, thr) in itertools.product((False, True), rules):
+            above = f" (> {thr})" if rule.endswith("_above") else ""
+            consider(f"scoring {rule}{above}, flip {'on' if flip else 'off'}", replace(start, flip_test=flip, scoring=rule, keypoint_threshold=thr))
+        consider("no pose NMS", replace(best, pose_nms="none"))
+        for thr in OKS_THRESHOLDS:
+            consider(f"OKS-NMS {thr}", replace(best, pose_nms="oks", oks_nms_threshold=thr))
+        pnms, history = search_pnms(score, best)
+        for h in history:
+            log(f"  P-NMS search {h['round']}: AP {h['AP']:.4f}  " + ", ".join(f"{k}={h[k]}" for k in PoseNMSParams().to_dict()))
+        consider("parametric pose NMS (searched two at a time)", pnms)
+        if best == before:
+            break
+    return best, rows
+
+
+def _describe(o: TopDownOptions) -> str:
+    nms = {"oks": f"OKS-NMS {o.oks_nms_threshold}", "none": "no NMS",
+           "parametric": "P-NMS " + ", ".join(f"{k}={v:g}" for k, v in o.pnms.to_dict().items())}[o.pose_nms]  # fmt: skip
+    thr = f" (> {o.keypoint_threshold})" if o.scoring.endswith("_above") else ""
+    return f"det >= {o.det_threshold}, {o.scoring}{thr}, {nms}, flip {'on' if o.flip_test else 'off'}"
+
+
+def candidate_sets(pipeline: TopDownPipeline, gt_path: Path, images: Path, boxes: str, quiet: bool = False
+                   ) -> tuple[list[tuple[list[Candidates], dict]], list[str], list[str]]:  # fmt: skip
+    """(candidates, gt) per box source ("gt", "detector" or "both"), the names of the sources, failed inputs."""
+    from posekit.evaluation.run import read_gt_json
+
+    gt = read_gt_json(gt_path)
+    if not isinstance(gt, dict) or not gt.get("images") or "annotations" not in gt:
+        raise InputError(f"--gt {gt_path}: COCO keypoint ground truth with images and annotations is needed")
+    sources = ["gt", "detector"] if boxes == "both" else [boxes]
+    sets, failed = [], []
+    for source in sources:
+        candidates, bad = collect_candidates(pipeline, gt, images, source == "gt", min(DET_THRESHOLDS), quiet)
+        sets.append((candidates, gt))
+        failed += bad
+    return sets, sources, failed
+
+
+def run_tune_nms(model: str, gt: Path, images: Path, boxes: str = "both", val_gt: Path | None = None, val_images: Path | None = None,
+                 backend: str = "auto", quiet: bool = False) -> dict[str, Any]:  # fmt: skip
+    """`posekit tune-nms`: search on (gt, images), report the held-out AP on (val_gt, val_images) when given."""
+    from dataclasses import asdict
+
+    from posekit.zoo.loader import load_model
+
+    pipeline = load_model(model, backend=backend)
+    if not isinstance(pipeline, TopDownPipeline):
+        raise InputError(f"--model {model}: tune-nms tunes the post-processing of top-down models (detector + crops)")
+    sets, sources, failed = candidate_sets(pipeline, gt, images, boxes, quiet)
+    score = Scorer(pipeline, sets)
+    base = TopDownOptions()
+    best, rows = tune(score, base, log=(lambda _: None) if quiet else print)
+    report: dict[str, Any] = {"model": model, "gt": str(gt), "boxes": sources, "best": asdict(best), "search": rows}
+    compare = {"plain mean, no NMS": replace(base, scoring="mean", pose_nms="none"), "previous defaults": base, "tuned": best}
+    splits = [("tuning", score)]
+    if val_gt is not None:
+        val_sets, _, bad = candidate_sets(pipeline, val_gt, val_images or images, boxes, quiet)
+        splits.append(("held-out", Scorer(pipeline, val_sets)))
+        failed += bad
+    report["compare"] = {}
+    for split, scorer in splits:
+        for name, options in compare.items():
+            aps = dict(zip(sources, scorer.aps(options)))
+            report["compare"][f"{split}: {name}"] = aps
+            print(f"{split:8s} {name:20s} " + "  ".join(f"AP ({s} boxes) {ap:.4f}" for s, ap in aps.items()))
+    report["failed"] = failed
+    return report
