@@ -80,6 +80,8 @@ def _track(args: argparse.Namespace) -> int:
         raise PosekitError(f"--max-frames {args.max_frames}: a positive number of frames")
     render_options = _render_options(args)
     out = _out_dir(args)
+    if _model_options(args)[0]:  # top-down: flip test doubles the pose model's cost; off for video unless asked for
+        options["flip_test"] = args.flip_test
     estimator = PoseEstimator(args.model, backend=args.backend, **options)
     try:
         summary = run_track(args.source, estimator, out, render=not args.no_render, smooth=args.smooth,
@@ -386,7 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", default="outputs/track", help="output folder (default outputs/track); when it already holds "
                     "files a new numbered one is used (outputs/track2, ...) unless --exist-ok")  # fmt: skip
     tr.add_argument("--exist-ok", action="store_true", help="write into --out even when it holds files (replacing this command's outputs)")
-    tr.add_argument("--det-thr", type=float, default=0.3, help="person detection score threshold (top-down; default 0.3)")
+    tr.add_argument("--det-thr", type=float, default=0.1, help="person detection score threshold (top-down; default 0.1, AlphaPose's: "
+                    "poses scoring under 0.1 only continue existing tracks, ByteTrack-style)")
+    tr.add_argument("--flip-test", action="store_true", help="top-down: also run the mirrored crops (more accurate, half the speed)")
     tr.add_argument("--input-size", type=int, default=256, help="movenet-multipose: longer image side, multiple of 32 (default 256)")
     _render_args(tr)
     tr.add_argument("--smooth", action="store_true", help="One-Euro smoothing of keypoints over time (off by default)")

@@ -12,7 +12,7 @@ from posekit.pipeline.stream import PipelineError, Stage, run_concurrent, run_se
 from posekit.structures import Poses
 from posekit.tracking.kalman import BoxKalman
 from posekit.tracking.smoothing import OneEuroFilter
-from posekit.tracking.tracker import PoseTracker, normalized_pose_distance
+from posekit.tracking.tracker import PoseTracker, TrackerOptions, normalized_pose_distance
 
 
 def test_concurrent_pipeline_keeps_order_with_parallel_workers() -> None:
@@ -121,3 +121,57 @@ def test_one_euro_filter_smooths_jitter_and_follows_motion() -> None:
     f = OneEuroFilter(min_cutoff=1.0, beta=1.0)
     moving = [f(np.array([10.0 * t]), t / 30)[0] for t in range(60)]
     assert abs(moving[-1] - 590) < 30  # beta lets the cutoff rise with speed: little lag
+
+
+def _run_delayed(tracker: PoseTracker, frames: list[Poses]) -> list[Poses]:
+    from posekit.tracking.delay import ConfirmationDelay
+
+    delay = ConfirmationDelay(tracker, lambda item: item[0], lambda item, p: item.__setitem__(0, p))
+    out = []
+    for p in frames:
+        out += delay.push([tracker.update(p)])
+    return [item[0] for item in out + delay.flush()]
+
+
+def test_flickers_are_never_reported_and_confirmed_tracks_from_their_first_frame() -> None:
+    """min_hits = 4: a person seen in 3 consecutive frames is never reported; one seen in 4 is reported in
+    all 4 (the frames wait for the confirmation), with id 1, the first id reported."""
+    a = np.array([[0, 0, 50, 100]], np.float32)
+    b = np.array([[300, 0, 350, 100]], np.float32)
+    frames = [_poses(np.concatenate([a, b])) if t < 3 else _poses(a) for t in range(3)] + [_poses(a)] * 3
+    out = _run_delayed(PoseTracker(), frames)
+    assert [p.track_ids.tolist() for p in out] == [[1]] * 6  # b (3 frames) never, a in every frame
+    tracker = PoseTracker()
+    assert [p.track_ids.tolist() for p in _run_delayed(tracker, [_poses(a)] * 2)] == [[1], [1]]  # a stream shorter than min_hits
+    assert tracker.reported_count == 1
+
+
+def test_low_scoring_poses_continue_tracks_but_never_start_them() -> None:
+    """ByteTrack's second pass: an occluded person's weak detection keeps its track; a weak detection
+    elsewhere is dropped."""
+    tracker = PoseTracker(TrackerOptions(high_threshold=0.5, min_hits=1))
+    box = np.array([[0, 0, 50, 100]], np.float32)
+    first = tracker.update(_poses(box)).track_ids.tolist()
+    weak = _poses(np.concatenate([box + 2, box + 400]))
+    weak.scores[:] = 0.2
+    out = tracker.update(weak)
+    assert first == [1] and out.track_ids.tolist() == [1] and out.boxes[0, 0] == 2  # the far weak one is gone
+    assert len(tracker.tracks) == 1
+
+
+def test_limb_colours_tell_people_apart_by_what_they_wear() -> None:
+    from posekit.tracking.appearance import appearance_distance, limb_colours, update_appearance
+
+    image = np.zeros((200, 200, 3), np.uint8)
+    image[:, :100] = (200, 30, 30)  # red left half, blue right half
+    image[:, 100:] = (30, 30, 200)
+    left, right = np.array([[10, 10, 90, 190]], np.float32), np.array([[110, 10, 190, 190]], np.float32)
+    poses = _poses(np.concatenate([left, right, left]))
+    d = limb_colours(image, poses)
+    dist = appearance_distance(d, d)
+    assert dist[0, 2] == pytest.approx(0.0, abs=1e-6) and dist[0, 1] == 1.0
+    unsure = poses.select(np.array([0]))
+    unsure.keypoint_scores[:] = 0.1  # no joint confident enough: undecided
+    assert appearance_distance(limb_colours(image, unsure), d)[0, 1] == 0.5
+    merged = update_appearance(d[0], d[1], momentum=0.8)
+    np.testing.assert_allclose(merged[:, :3], 0.8 * d[0, :, :3] + 0.2 * d[1, :, :3], atol=1e-6)

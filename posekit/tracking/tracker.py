@@ -86,7 +86,7 @@ class TrackerOptions:
     lambda_np: float = 1.0  # weight of the pose distance in eq. 22
     max_age: int = 30  # frames a confirmed track may go unseen (coasting on its Kalman prediction) before it is retired
     embedding_momentum: float = 0.9  # track embedding = running mean of its detections'
-    high_threshold: float = 0.0  # poses scoring below this only continue tracks (second pass); they never start one
+    high_threshold: float = 0.1  # poses scoring below this only continue tracks (second pass); they never start one
     low_iou: float = 0.5  # second pass: IoU with the predicted box a low-scoring pose needs
     min_hits: int = 4  # consecutive matches that confirm a track (so tracks of min_hits - 1 frames or fewer are never reported)
     lambda_app: float = 0.0  # weight of the appearance distance in the fusion (with appearance descriptors)
