@@ -75,12 +75,12 @@ def _track(args: argparse.Namespace) -> int:
     from posekit.api import PoseEstimator
     from posekit.pipeline.track import run_track
 
-    options = _model_options(args)[1]
+    top_down, options = _model_options(args)
     if args.max_frames is not None and args.max_frames <= 0:
         raise PosekitError(f"--max-frames {args.max_frames}: a positive number of frames")
     render_options = _render_options(args)
     out = _out_dir(args)
-    if _model_options(args)[0]:  # top-down: flip test doubles the pose model's cost; off for video unless asked for
+    if top_down:  # top-down: flip test doubles the pose model's cost; off for video unless asked for
         options["flip_test"] = args.flip_test
     estimator = PoseEstimator(args.model, backend=args.backend, **options)
     try:

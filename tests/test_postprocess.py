@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posekit.pipeline.stages import TopDownOptions, flip_permutation, mirror_crops, scale_boxes
+from posekit.codecs.heatmap import flip_permutation
+from posekit.data.specs import get_spec
+from posekit.pipeline.stages import TopDownOptions, mirror_crops, scale_boxes
 from posekit.postprocess.pose_nms import PoseNMSParams, parametric_pose_nms, pose_similarity, score_instances
 from posekit.postprocess.tune import search_pnms
 
@@ -87,7 +89,7 @@ def test_mirror_crops_matrix_maps_points_to_the_mirrored_pixel() -> None:
     for m, f in zip(mats, fm):
         x, y = m @ point
         assert f @ point == pytest.approx([5 - x, y])  # pixel centres 0..5: x -> W - 1 - x
-    perm = flip_permutation("coco17")
+    perm = flip_permutation(get_spec("coco17").flip_pairs, 17)
     assert perm[1] == 2 and perm[2] == 1 and perm[0] == 0 and (perm[perm] == np.arange(17)).all()
     assert scale_boxes(np.array([[0, 0, 10, 20]], np.float32), 1.5).tolist() == [[-2.5, -5.0, 12.5, 25.0]]
 
@@ -124,7 +126,7 @@ def test_flip_test_is_mirror_equivariant_on_a_real_image(weights: None, coco_min
     pipe = load_model("topdown-thunder", backend="torch", flip_test=True, pose_nms="none")
     a = pipe(image, box)
     b = pipe(np.ascontiguousarray(image[:, ::-1]), mirrored_box)
-    perm = flip_permutation("coco17")
+    perm = flip_permutation(get_spec("coco17").flip_pairs, 17)
     mirrored_back = np.stack([width - 1 - b.keypoints[0, perm, 0], b.keypoints[0, perm, 1]], axis=-1)
     assert np.abs(mirrored_back - a.keypoints[0]).max() < 0.5  # pixels, after two crops' interpolation
     assert np.abs(b.keypoint_scores[0, perm] - a.keypoint_scores[0]).max() < 0.01

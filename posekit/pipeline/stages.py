@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from posekit.codecs.heatmap import flip_permutation
 from posekit.data.specs import get_spec
 from posekit.postprocess.nms import box_nms, oks_nms
 from posekit.postprocess.pose_nms import SCORING_RULES, PoseNMSParams, parametric_pose_nms, score_instances
@@ -33,7 +34,7 @@ class TopDownOptions:
     pose_nms: str = "oks"  # "oks" (greedy OKS-NMS), "parametric" (AlphaPose's P-NMS) or "none"
     oks_nms_threshold: float = 0.9
     pnms: PoseNMSParams = field(default_factory=PoseNMSParams)
-    flip_test: bool = False  # also run the mirrored crops, swap left/right, average
+    flip_test: bool = False  # also run the mirrored crops, swap left/right, average (top-down checkpoints flip inside already)
     crop_scales: tuple[float, ...] = (1.0,)  # crop-scale jitter: boxes scaled by each, the results averaged
     max_persons: int = 30
     margin: float = 1.25  # box expansion before cropping (AlphaPose / SimpleBaseline)
@@ -42,7 +43,7 @@ class TopDownOptions:
         if self.pose_nms not in POSE_NMS:
             raise ValueError(f"pose_nms={self.pose_nms!r}: one of {', '.join(POSE_NMS)}")
         if isinstance(self.pnms, dict):
-            object.__setattr__(self, "pnms", PoseNMSParams(**self.pnms))
+            self.pnms = PoseNMSParams(**self.pnms)
         self.crop_scales = tuple(float(s) for s in self.crop_scales)
         if not self.crop_scales or min(self.crop_scales) <= 0:
             raise ValueError(f"crop_scales={self.crop_scales}: positive scale factors")
@@ -68,13 +69,18 @@ def mirror_crops(crops: np.ndarray, mats: np.ndarray, width_axis: int) -> tuple[
     return flipped, m
 
 
-def flip_permutation(spec: str) -> np.ndarray:
-    """Index map that swaps each left keypoint with its right one (the spec's flip pairs)."""
-    s = get_spec(spec)
-    perm = np.arange(s.num_keypoints)
-    for a, b in s.flip_pairs:
-        perm[a], perm[b] = b, a
-    return perm
+def rank_and_suppress(options: TopDownOptions, sigmas: np.ndarray, keypoints: np.ndarray, kp_scores: np.ndarray, boxes: np.ndarray,
+                      box_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Instance scores [N] (the options' scoring rule) and the indices kept by their pose NMS, best first."""
+    o = options
+    scores = score_instances(o.scoring, box_scores, kp_scores, o.keypoint_threshold)
+    if o.pose_nms == "oks":
+        keep = oks_nms(keypoints, scores, boxes, sigmas, o.oks_nms_threshold)
+    elif o.pose_nms == "parametric":
+        keep = parametric_pose_nms(keypoints, kp_scores, boxes, scores, o.pnms)
+    else:
+        keep = np.argsort(-scores, kind="stable")
+    return scores, keep
 
 
 @dataclass
@@ -117,12 +123,15 @@ class TopDownPipeline:
         self.detector = detector
         self.pose = pose
         self.spec = pose.spec
-        self.sigmas = np.array(get_spec(pose.spec).sigmas)
-        self.flip_perm = flip_permutation(pose.spec)
+        spec = get_spec(pose.spec)
+        self.sigmas = np.array(spec.sigmas)
+        self.flip_perm = flip_permutation(spec.flip_pairs, spec.num_keypoints)
 
-    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def detect(self, image: np.ndarray, det_threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Person boxes and scores: the detector at `det_threshold` (default: the options'), box NMS, the
+        `max_persons` best."""
         o = self.options
-        boxes, scores = self.detector(image, o.det_threshold)
+        boxes, scores = self.detector(image, o.det_threshold if det_threshold is None else det_threshold)
         keep = box_nms(boxes, scores, o.box_nms_iou)[: o.max_persons]
         return boxes[keep], scores[keep]
 
@@ -143,32 +152,26 @@ class TopDownPipeline:
         parts = [self.pose.crop_inputs(image, scale_boxes(boxes, s)) for s in scales]
         return np.concatenate([c for c, _ in parts]), np.concatenate([m for _, m in parts])
 
-    def keypoints(self, crops: np.ndarray, mats: np.ndarray, n: int, with_embeddings: bool = False
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:  # fmt: skip
-        """Keypoints [n,K,2] and scores [n,K] of `n` persons from their crops (every crop scale, and the
-        mirrored crops with `flip_test`, in one batch; all variants averaged); embeddings of the first set."""
-        if self.options.flip_test:
+    def variant_keypoints(self, crops: np.ndarray, mats: np.ndarray, n: int, flip: bool, with_embeddings: bool = False
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:  # fmt: skip
+        """Keypoints [V,n,K,2] and scores [V,n,K] of `n` persons, one row per crop variant: every set of
+        crops given (one per crop scale), then with `flip` their mirror images, left/right swapped back.
+        One batch for all; embeddings of the first set."""
+        if flip:
             flipped, flipped_mats = mirror_crops(crops, mats, getattr(self.pose, "crop_width_axis", 2))
             crops, mats = np.concatenate([crops, flipped]), np.concatenate([mats, flipped_mats])
         kp, sc, emb = self.pose.forward_crops(crops, mats, with_embeddings)
         kp, sc = kp.reshape(-1, n, *kp.shape[1:]), sc.reshape(-1, n, sc.shape[-1])
-        if self.options.flip_test:
+        if flip:
             half = len(kp) // 2
             kp[half:], sc[half:] = kp[half:][:, :, self.flip_perm], sc[half:][:, :, self.flip_perm]
-        return kp.mean(0), sc.mean(0), None if emb is None else emb[:n]
+        return kp, sc, None if emb is None else emb[:n]
 
-    def rank_and_suppress(self, keypoints: np.ndarray, kp_scores: np.ndarray, boxes: np.ndarray, box_scores: np.ndarray
-                          ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        """Instance scores [N] (the scoring rule) and the indices kept by the pose NMS, best first."""
-        o = self.options
-        scores = score_instances(o.scoring, box_scores, kp_scores, o.keypoint_threshold)
-        if o.pose_nms == "oks":
-            keep = oks_nms(keypoints, scores, boxes, self.sigmas, o.oks_nms_threshold)
-        elif o.pose_nms == "parametric":
-            keep = parametric_pose_nms(keypoints, kp_scores, boxes, scores, o.pnms)
-        else:
-            keep = np.argsort(-scores, kind="stable")
-        return scores, keep
+    def keypoints(self, crops: np.ndarray, mats: np.ndarray, n: int, with_embeddings: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:  # fmt: skip
+        """Keypoints [n,K,2] and scores [n,K]: the crop variants of `variant_keypoints` averaged."""
+        kp, sc, emb = self.variant_keypoints(crops, mats, n, self.options.flip_test, with_embeddings)
+        return kp.mean(0), sc.mean(0), emb
 
     def estimate(
         self, crops: np.ndarray, mats: np.ndarray, boxes: np.ndarray, box_scores: np.ndarray, with_embeddings: bool = False
@@ -179,7 +182,7 @@ class TopDownPipeline:
         if len(boxes) == 0:
             return Poses.empty(len(self.sigmas), self.spec)
         keypoints, kp_scores, emb = self.keypoints(crops, mats, len(boxes), with_embeddings)
-        scores, keep = self.rank_and_suppress(keypoints, kp_scores, boxes, box_scores)
+        scores, keep = rank_and_suppress(self.options, self.sigmas, keypoints, kp_scores, boxes, box_scores)
         meta = {"embeddings": emb} if emb is not None else {}
         return Poses(keypoints, kp_scores, boxes, scores, self.spec, meta=meta).select(keep)
 

@@ -49,11 +49,15 @@ def box_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.n
     return keep.numpy()
 
 
+def mean_above(keypoint_scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Per person [N]: the mean of the keypoint scores [N,K] above `threshold` (0 when none is)."""
+    confident = keypoint_scores > threshold
+    return np.where(confident, keypoint_scores, 0).sum(1) / np.maximum(confident.sum(1), 1)
+
+
 def instance_scores(box_scores: np.ndarray, keypoint_scores: np.ndarray, threshold: float) -> np.ndarray:
     """Box score x mean of the keypoint scores above `threshold` (0 when none is)."""
-    confident = keypoint_scores > threshold
-    mean = np.where(confident, keypoint_scores, 0).sum(1) / np.maximum(confident.sum(1), 1)
-    return (box_scores * mean).astype(np.float32)
+    return (box_scores * mean_above(keypoint_scores, threshold)).astype(np.float32)
 
 
 def oks_matrix(kpts_a: np.ndarray, kpts_b: np.ndarray, areas: np.ndarray, sigmas: np.ndarray) -> np.ndarray:

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from posekit.postprocess.nms import mean_above
+
 
 @dataclass(frozen=True)
 class PoseNMSParams:
@@ -84,15 +86,14 @@ def score_instances(rule: str, box_scores: np.ndarray, keypoint_scores: np.ndarr
     AlphaPose's proposal score rescaled to [0, 1]."""
     kp = np.asarray(keypoint_scores, np.float64).reshape(len(box_scores), -1)
     box = np.asarray(box_scores, np.float64)
-    confident = kp > threshold
-    mean_above = np.where(confident, kp, 0).sum(1) / np.maximum(confident.sum(1), 1)
+    above = mean_above(kp, threshold)
     mean = kp.mean(1) if kp.shape[1] else np.zeros(len(box))
     by_rule = {
         "mean": lambda: mean,
         "box": lambda: box,
         "box_mean": lambda: box * mean,
-        "mean_above": lambda: mean_above,
-        "box_mean_above": lambda: box * mean_above,
+        "mean_above": lambda: above,
+        "box_mean_above": lambda: box * above,
         "alphapose": lambda: (mean + box + 1.25 * (kp.max(1) if kp.shape[1] else 0)) / 3.25,
     }
     if rule not in by_rule:

@@ -22,8 +22,7 @@ from tqdm import tqdm
 from posekit.errors import InputError
 from posekit.evaluation.coco import evaluate_coco_keypoints
 from posekit.pipeline.readers import read_image
-from posekit.pipeline.stages import TopDownOptions, TopDownPipeline, mirror_crops
-from posekit.postprocess.nms import box_nms
+from posekit.pipeline.stages import TopDownOptions, TopDownPipeline, rank_and_suppress
 from posekit.postprocess.pose_nms import SCORING_RULES, PoseNMSParams
 from posekit.structures import Poses
 
@@ -78,23 +77,17 @@ def collect_candidates(pipeline: TopDownPipeline, gt: dict, images: Path, use_gt
             boxes = gt_boxes[img["id"]]
             scores = np.ones(len(boxes), np.float32)
         else:
-            boxes, scores = pipeline.detector(image, det_threshold)
-            keep = box_nms(boxes, scores, pipeline.options.box_nms_iou)[: pipeline.options.max_persons]
-            boxes, scores = boxes[keep], scores[keep]
-        crops, mats = pipeline.pose.crop_inputs(image, boxes)
+            boxes, scores = pipeline.detect(image, det_threshold)
         k = len(pipeline.sigmas)
         kp, sc = np.zeros((2, len(boxes), k, 2), np.float32), np.zeros((2, len(boxes), k), np.float32)
         if len(boxes):
-            kp[0], sc[0], _ = pipeline.pose.forward_crops(crops, mats)
-            kp1, sc1, _ = pipeline.pose.forward_crops(*mirror_crops(crops, mats, getattr(pipeline.pose, "crop_width_axis", 2)))
-            kp[1], sc[1] = kp1[:, pipeline.flip_perm], sc1[:, pipeline.flip_perm]
+            kp, sc, _ = pipeline.variant_keypoints(*pipeline.pose.crop_inputs(image, boxes), len(boxes), flip=True)
         out.append(Candidates(img["id"], boxes, scores, kp, sc))
     return out, failed
 
 
 def results_of(pipeline: TopDownPipeline, candidates: Iterable[Candidates], options: TopDownOptions) -> list[dict]:
     """COCO keypoint results of the candidates post-processed with `options` (the pipeline's own code)."""
-    pipeline.options = options
     results = []
     for c in candidates:
         keep = np.flatnonzero(c.box_scores >= options.det_threshold)
@@ -102,7 +95,7 @@ def results_of(pipeline: TopDownPipeline, candidates: Iterable[Candidates], opti
             continue
         kp = c.keypoints[:, keep].mean(0) if options.flip_test else c.keypoints[0, keep]
         sc = c.keypoint_scores[:, keep].mean(0) if options.flip_test else c.keypoint_scores[0, keep]
-        scores, order = pipeline.rank_and_suppress(kp, sc, c.boxes[keep], c.box_scores[keep])
+        scores, order = rank_and_suppress(options, pipeline.sigmas, kp, sc, c.boxes[keep], c.box_scores[keep])
         poses = Poses(kp, sc, c.boxes[keep], scores, pipeline.spec).select(order)
         results += poses.to_coco_results(c.image_id)
     return results

@@ -24,6 +24,7 @@ from scipy.optimize import linear_sum_assignment
 
 from posekit.postprocess.nms import box_iou
 from posekit.structures import Poses
+from posekit.tracking.appearance import appearance_distance, update_appearance
 from posekit.tracking.kalman import BoxKalman
 
 
@@ -100,7 +101,6 @@ class PoseTracker:
     next_id: int = 1  # the next reported id
     frames: int = 0
     reported: dict[int, int] = field(default_factory=dict)  # uid -> reported id, for confirmed tracks
-    whole_stream: set[int] = field(default_factory=set)  # uids matched in every frame so far
     embedding_sum: np.ndarray | None = None  # sum and count of every embedding seen, for centring
     embedding_count: int = 0
 
@@ -118,7 +118,8 @@ class PoseTracker:
     def reported_id(self, uid: int, end_of_stream: bool = False) -> int | None:
         """The id a track is reported under, None while it is not (yet) confirmed. At the end of a stream
         shorter than `min_hits` frames, tracks matched in every one of its frames are reported too."""
-        if uid not in self.reported and end_of_stream and self.frames < self.options.min_hits and uid in self.whole_stream:
+        if (uid not in self.reported and end_of_stream and self.frames < self.options.min_hits
+                and any(t.uid == uid and t.hits == self.frames for t in self.tracks)):  # fmt: skip
             self.reported[uid] = self.next_id
             self.next_id += 1
         return self.reported.get(uid)
@@ -168,12 +169,9 @@ class PoseTracker:
             self.tracks.append(Track(self.next_uid, BoxKalman(poses.boxes[d]), poses.keypoints[d], poses.keypoint_scores[d], poses.boxes[d],
                                      None if embeddings is None else embeddings[d], None if appearance is None else appearance[d]))  # fmt: skip
             ids[d] = self.next_uid
-            if self.frames == 0:
-                self.whole_stream.add(self.next_uid)
             self.next_uid += 1
         for t in free_tracks:
             self.tracks[t].missed += 1
-            self.whole_stream.discard(self.tracks[t].uid)
         for t in self.tracks:
             if not t.confirmed and t.hits >= o.min_hits:
                 t.confirmed = True
@@ -185,8 +183,6 @@ class PoseTracker:
         keep = np.flatnonzero(ids >= 0)
         out = poses.select(keep)
         out.track_ids = ids[keep]
-        if "embeddings" in out.meta and out.meta["embeddings"] is not None:
-            out.meta["embeddings"] = out.meta["embeddings"][keep]
         return out
 
     def _fusion(self, poses: Poses, dets: list[int], predicted: np.ndarray, tracks: list[int], appearance: np.ndarray | None) -> np.ndarray:
@@ -198,8 +194,6 @@ class PoseTracker:
         )  # fmt: skip
         cost = (1.0 - iou) + self.options.lambda_np * dist
         if appearance is not None and self.options.lambda_app > 0 and all(t.appearance is not None for t in tr):
-            from posekit.tracking.appearance import appearance_distance
-
             cost = cost + self.options.lambda_app * appearance_distance(appearance[dets], np.stack([t.appearance for t in tr]))
         return cost
 
@@ -210,8 +204,6 @@ class PoseTracker:
         track.keypoints, track.keypoint_scores = poses.keypoints[d], poses.keypoint_scores[d]
         track.missed, track.hits = 0, track.hits + 1
         if appearance is not None:
-            from posekit.tracking.appearance import update_appearance
-
             track.appearance = update_appearance(track.appearance, appearance[d])
         if embeddings is not None:
             e = (
