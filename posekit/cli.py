@@ -145,6 +145,7 @@ def _train(args: argparse.Namespace) -> int:
         trainer.load_checkpoint()
         print(f"resumed from step {trainer.step}")
     summary = trainer.train(args.max_steps)
+    trainer.close()  # not after a failure: its barrier would wait for ranks that may never arrive
     if trainer.rank == 0:
         print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()) + f" -> {trainer.out}")
     return 0

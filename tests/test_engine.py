@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 from posekit.data.specs import get_spec
 from posekit.engine.config import load_config
-from posekit.engine.trainer import Trainer, lr_factor
+from posekit.engine.trainer import Trainer, lr_factor, release_process_group
 from posekit.errors import PosekitError
 from posekit.models import build_model
 from posekit.models.graph_trunks import TRUNKS
@@ -110,7 +110,8 @@ def _ddp_worker(rank: int, init: str, out: str) -> None:
     ((ddp(x) - y) ** 2).mean().backward()
     if rank == 0:
         torch.save({k: p.grad for k, p in model.named_parameters()}, out)
-    dist.destroy_process_group()
+    del ddp  # the reducer holds the process group: release_process_group must be able to free it
+    release_process_group()
 
 
 def test_ddp_gloo_gradients_equal_single_process_on_the_whole_batch(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import torch.multiprocessing as mp
 from posekit.cli import main
 from posekit.data.specs import get_spec
 from posekit.engine.config import load_config
-from posekit.engine.trainer import Trainer
+from posekit.engine.trainer import Trainer, release_process_group
 from posekit.models.base import LossModule
 from posekit.models.topdown import TopDownConfig, TopDownModel
 from posekit.pipeline.writers import VIDEO_CODECS, pick_video_codec
@@ -46,7 +46,8 @@ def _ddp_worker(rank: int, init: str, out: str) -> None:
     sum(ddp(batch).values()).backward()
     if rank == 0:
         torch.save({k: p.grad for k, p in model.named_parameters()}, out)
-    dist.destroy_process_group()
+    del ddp  # the reducer holds the process group: release_process_group must be able to free it
+    release_process_group()
 
 
 def test_ddp_through_the_model_interface_equals_one_process(tmp_path: Path) -> None:
