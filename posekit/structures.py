@@ -23,6 +23,10 @@ class KeypointSpec:
         return len(self.keypoints)
 
 
+# COCO-WholeBody results and annotations: 17 body keypoints in "keypoints", then the parts in this order
+WHOLEBODY_RESULT_FIELDS = (("keypoints", 17), ("foot_kpts", 6), ("face_kpts", 68), ("lefthand_kpts", 21), ("righthand_kpts", 21))
+
+
 @dataclass
 class Poses:
     """Poses found in one image, in image pixels (pixel centres at integers).
@@ -124,6 +128,10 @@ class Poses:
                 "score": round(float(self.scores[i]), 6),
                 "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
             }
+            if self.spec == "coco_wholebody133":  # COCO-WholeBody's own results layout: body, then one field per part
+                flat, start = entry.pop("keypoints"), 0
+                for key, count in WHOLEBODY_RESULT_FIELDS:
+                    entry[key], start = flat[3 * start : 3 * (start + count)], start + count
             if self.track_ids is not None:
                 entry["track_id"] = int(self.track_ids[i])
             out.append(entry)

@@ -98,3 +98,39 @@ def test_pad_orders_dimensions_like_tf() -> None:
     paddings = np.array([[0, 0], [1, 0], [0, 2], [0, 0]], np.int32)  # one row on top, two columns on the right
     out = run_graph(nodes, {"p": paddings, "v": np.array(-1.0, np.float32)}, x)[0, :, :, 0]
     assert out.tolist() == [[-1, -1, -1, -1, -1], [1, 1, 1, -1, -1], [1, 1, 1, -1, -1]]
+
+
+@pytest.mark.parametrize("size", [8, 7])
+def test_conv2d_backprop_input_is_the_gradient_of_the_same_conv(size: int) -> None:
+    """Conv2DBackpropInput(shape, W, dy) is d(conv2d_SAME(x, W))/dx applied to dy: autograd is the oracle."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(3, 3, 2, 4, generator=g)  # HWIO of the forward conv: 2 -> 4 channels
+    out = -(-size // 2)
+    dy = torch.randn(1, out, out, 4, generator=g)
+    x = torch.zeros(1, size, size, 2, requires_grad=True)
+    top, bottom = tf_same_padding(size, 3, 2)
+    y = torch.nn.functional.conv2d(torch.nn.functional.pad(x.permute(0, 3, 1, 2), (top, bottom, top, bottom)), w.permute(3, 2, 0, 1), stride=2)
+    (y.permute(0, 2, 3, 1) * dy).sum().backward()
+    nodes = [GraphNode("dy", "Placeholder", []), const("shape"), const("w"),
+             GraphNode("out", "Conv2DBackpropInput", ["shape", "w", "dy"], {"padding": "SAME", "strides": [1, 2, 2, 1], "data_format": "NHWC"})]  # fmt: skip
+    got = run_graph(nodes, {"shape": np.array([1, size, size, 2], np.int32), "w": w.numpy()}, dy)
+    torch.testing.assert_close(got, x.grad, atol=1e-5, rtol=1e-5)
+
+
+def test_depth_to_space_moves_channel_blocks_to_pixels_in_tf_order() -> None:
+    x = torch.arange(8, dtype=torch.float32).reshape(1, 1, 1, 8)  # 2x2 blocks of 2 channels
+    nodes = [GraphNode("x", "Placeholder", []), GraphNode("out", "DepthToSpace", ["x"], {"block_size": 2, "data_format": "NHWC"})]
+    out = run_graph(nodes, {}, x)
+    # TF: out[i, j, c] = in[(i*2 + j)*2 + c]
+    assert out.shape == (1, 2, 2, 2)
+    assert out[0, :, :, 0].tolist() == [[0, 2], [4, 6]] and out[0, :, :, 1].tolist() == [[1, 3], [5, 7]]
+
+
+def test_fused_matmul_adds_the_bias_and_prelu_uses_its_slopes() -> None:
+    a = torch.tensor([[1.0, -2.0]])
+    nodes = [GraphNode("a", "Placeholder", []), const("w"), const("b"), const("alpha"),
+             GraphNode("mm", "_FusedMatMul", ["a", "w", "b"], {"fused_ops": ["BiasAdd"]}),
+             GraphNode("out", "Prelu", ["mm", "alpha"])]  # fmt: skip
+    consts = {"w": np.array([[1.0, 0.0], [0.0, 1.0]], np.float32), "b": np.array([0.5, 0.5], np.float32), "alpha": np.array([0.1, 0.2], np.float32)}
+    out = run_graph(nodes, consts, a)
+    torch.testing.assert_close(out, torch.tensor([[1.5, -1.5 * 0.2]]))

@@ -17,7 +17,7 @@ from posekit.zoo.store import load_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-from make_parity_fixtures import OUTPUTS, largest_person_box, parity_inputs  # noqa: E402
+from make_parity_fixtures import OUTPUTS, largest_person_box, largest_person_keypoints, parity_inputs  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "parity"
 INDEX = json.loads((FIXTURES / "index.json").read_text())
@@ -36,7 +36,7 @@ def modules(weights) -> dict[str, TfjsGraphModule]:
     return {m: TfjsGraphModule(load_graph(m), outputs=outs) for m, outs in OUTPUTS.items()}
 
 
-def test_fixtures_cover_four_models_on_three_images() -> None:
+def test_fixtures_cover_every_model_on_three_images() -> None:
     assert {e["model"] for e in INDEX} == set(OUTPUTS)
     for model in OUTPUTS:
         assert len({e["image"] for e in INDEX if e["model"] == model}) >= 3
@@ -45,7 +45,8 @@ def test_fixtures_cover_four_models_on_three_images() -> None:
 @pytest.mark.parametrize("entry", INDEX, ids=[e["key"] for e in INDEX])
 def test_raw_outputs_match_tfjs(entry: dict, modules: dict, coco_mini: Path, annotations: dict) -> None:
     image = read_image(coco_mini / "train2017" / entry["image"])
-    inputs = parity_inputs(entry["model"], image, largest_person_box(annotations, entry["image"]))
+    inputs = parity_inputs(entry["model"], image, largest_person_box(annotations, entry["image"]),
+                           largest_person_keypoints(annotations, entry["image"]))  # fmt: skip
     for name, arr in inputs.items():
         digest = hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
         assert digest == entry["input_sha256"][name], "preprocessing changed: regenerate with tools/make_parity_fixtures.py"

@@ -25,14 +25,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from posekit.data.transforms import crop_boxes, expand_box, letterbox, stretch  # noqa: E402
+from posekit.models.part_models import rotated_crops  # noqa: E402
 from posekit.pipeline.readers import read_image  # noqa: E402
+from posekit.pipeline.wholebody import face_crops, hand_crops  # noqa: E402
 from posekit.zoo.registry import GRAPHS  # noqa: E402
 
 IMAGES = ["000000000790.jpg", "000000211325.jpg", "000000466137.jpg"]
+# hand and face crops come from the largest person's GT head and right arm: images where those are labelled
+PART_IMAGES = ["000000084533.jpg", "000000183872.jpg", "000000211325.jpg"]
+PART_MODELS = ("handlandmark-full", "facemesh")
 OUT = ROOT / "tests" / "fixtures" / "parity"
 
 
-def parity_inputs(model: str, image: np.ndarray, box: np.ndarray) -> dict[str, np.ndarray]:
+def parity_inputs(model: str, image: np.ndarray, box: np.ndarray, body_keypoints: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The exact graph inputs (name -> array) for `model` on `image`; shared with the parity test."""
     if model in ("movenet-thunder", "movenet-lightning"):
         size = 256 if model == "movenet-thunder" else 192
@@ -42,6 +47,17 @@ def parity_inputs(model: str, image: np.ndarray, box: np.ndarray) -> dict[str, n
         return {"input": letterbox(image, 256)[0][None].astype(np.int32)}
     if model == "centernet":
         return {"tower_0/images": stretch(image, 512, 512)[0][None].astype(np.float32)}
+    if model == "blazepose-full":
+        crops, _ = crop_boxes(image, expand_box(box, 1.0, 1.25), 256, 256)
+        return {"input_1": crops.astype(np.float32) / 255.0}
+    if model in ("handlandmark-full", "facemesh"):  # the pipeline's own crop of the person's right hand / face
+        body = body_keypoints[None].astype(np.float32)
+        if model == "handlandmark-full":
+            centres, sides, ups = hand_crops(body)
+            crops, _ = rotated_crops(image, centres[:, 1], sides[:, 1], ups[:, 1], 224)
+        else:
+            crops, _ = rotated_crops(image, *face_crops(body), 192)
+        return {"input_1": crops.astype(np.float32) / 255.0}
     raise KeyError(model)
 
 
@@ -50,14 +66,26 @@ OUTPUTS = {
     "movenet-lightning": ["Identity:0"],
     "movenet-multipose": ["Identity:0"],
     "centernet": ["tower_0/detections", "tower_0/keypoints"],
+    "blazepose-full": ["Identity_3:0", "Identity_2:0"],
+    "handlandmark-full": ["Identity:0", "Identity_1:0", "Identity_2:0"],
+    "facemesh": ["Identity_2:0", "Identity_1:0"],
 }
 
 
-def largest_person_box(annotations: dict, image_file: str) -> np.ndarray:
+def largest_person(annotations: dict, image_file: str) -> dict:
     img = next(i for i in annotations["images"] if i["file_name"] == image_file)
     anns = [a for a in annotations["annotations"] if a["image_id"] == img["id"] and not a["iscrowd"]]
-    x, y, w, h = max(anns, key=lambda a: a["area"])["bbox"]
+    return max(anns, key=lambda a: a["area"])
+
+
+def largest_person_box(annotations: dict, image_file: str) -> np.ndarray:
+    x, y, w, h = largest_person(annotations, image_file)["bbox"]
     return np.array([[x, y, x + w, y + h]], np.float32)
+
+
+def largest_person_keypoints(annotations: dict, image_file: str) -> np.ndarray:
+    """The largest person's 17 GT keypoints [17,2] (all three images label the arms and head)."""
+    return np.array(largest_person(annotations, image_file)["keypoints"], np.float32).reshape(17, 3)[:, :2]
 
 
 def sha256(a: np.ndarray) -> str:
@@ -80,9 +108,9 @@ def main() -> None:
             pkg = tmpdir / "package"
         jobs, meta = [], []
         for model, outputs in OUTPUTS.items():
-            for image_file in IMAGES:
+            for image_file in PART_IMAGES if model in PART_MODELS else IMAGES:
                 image = read_image(data / "train2017" / image_file)
-                inputs = parity_inputs(model, image, largest_person_box(annotations, image_file))
+                inputs = parity_inputs(model, image, largest_person_box(annotations, image_file), largest_person_keypoints(annotations, image_file))
                 key = f"{model}__{Path(image_file).stem}"
                 feeds = {}
                 for name, arr in inputs.items():

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from posekit.data.datasets import DatasetError
+from posekit.structures import WHOLEBODY_RESULT_FIELDS
 
 
 def read_json_file(path: str | Path, what: str) -> Any:
@@ -99,6 +100,8 @@ def check_results(data: Any, path: Path | str, num_keypoints: int, gt_ids: set, 
             raise DatasetError(f"{where}: expected an object, got {type(r).__name__}")
         if not need_score:
             r = {"score": 1.0, **r}
+        if "foot_kpts" in r and all(isinstance(r.get(key), list) for key, _ in WHOLEBODY_RESULT_FIELDS):  # COCO-WholeBody layout
+            r = {**r, "keypoints": [v for key, _ in WHOLEBODY_RESULT_FIELDS for v in r[key]]}
         for key in ("image_id", "keypoints", "score"):
             if key not in r:
                 hint = " (is this a ground-truth file? results carry a score per person)" if key == "score" else ""

@@ -180,11 +180,11 @@ class TopDownPipeline:
         `with_embeddings`, each person's identity embedding (when the pose model has them) is in
         `meta['embeddings']`."""
         if len(boxes) == 0:
-            return Poses.empty(len(self.sigmas), self.spec)
+            return Poses.empty(len(self.sigmas), self.pose.spec)
         keypoints, kp_scores, emb = self.keypoints(crops, mats, len(boxes), with_embeddings)
         scores, keep = rank_and_suppress(self.options, self.sigmas, keypoints, kp_scores, boxes, box_scores)
         meta = {"embeddings": emb} if emb is not None else {}
-        return Poses(keypoints, kp_scores, boxes, scores, self.spec, meta=meta).select(keep)
+        return Poses(keypoints, kp_scores, boxes, scores, self.pose.spec, meta=meta).select(keep)
 
     def steps(self, with_embeddings: bool = False) -> list[Step]:
         def detect(s: FrameState) -> None:

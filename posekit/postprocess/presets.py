@@ -27,4 +27,4 @@ TOPDOWN_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 # the preset each named pipeline starts from (options given by the caller override it)
-PIPELINE_PRESETS = {"topdown-thunder": "thunder-coco-extra"}
+PIPELINE_PRESETS = {"topdown-thunder": "thunder-coco-extra", "topdown-wholebody": "thunder-coco-extra"}  # the body is topdown-thunder

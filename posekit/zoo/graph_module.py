@@ -131,6 +131,8 @@ class TfjsGraphModule(nn.Module):
             return axes is not None and bool((axes > 0).all())
         if node.op == "ResizeBilinear":
             return refs[1] in self._consts
+        if node.op in ("MatMul", "_FusedMatMul"):  # rows are samples only when x @ W with a constant W
+            return refs[1] in self._consts and not node.attr.get("transpose_a", False)
         return True
 
     def _run(self, env: dict[str, Any], only: set[str] | None, skip: set[str]) -> None:

@@ -20,6 +20,8 @@ from posekit.errors import PosekitError, UnknownModelError
 PIPELINES: dict[str, tuple[str, tuple[str, ...]]] = {
     "topdown-thunder": ("CenterNet persons + MoveNet Thunder on 256x256 crops (default, most accurate)", ("centernet", "movenet-thunder")),
     "topdown-lightning": ("CenterNet persons + MoveNet Lightning on 192x192 crops (faster)", ("centernet", "movenet-lightning")),
+    "topdown-wholebody": ("topdown-thunder + feet (BlazePose), hands (MediaPipe hand landmarks) and face (FaceMesh): COCO-WholeBody 133",
+                          ("centernet", "movenet-thunder", "blazepose-full", "handlandmark-full", "facemesh")),
     "movenet-multipose": ("MoveNet MultiPose single-stage, up to 6 persons (fastest)", ("movenet-multipose",)),
 }
 DEFAULT_MODEL = "topdown-thunder"
@@ -192,7 +194,9 @@ def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None =
     name_str = str(name)
     if name_str in PIPELINES:
         multipose = name_str == "movenet-multipose"
-        _check_options(options, {"longest_side"} if multipose else topdown_opts, name_str)
+        wholebody = name_str == "topdown-wholebody"
+        _check_options(options, {"longest_side"} if multipose else topdown_opts | ({"spec"} if wholebody else set()), name_str)
+        output_spec = options.pop("spec", "coco_wholebody133")
         if auto_fetch:
             fetch(PIPELINES[name_str][1])  # a no-op when cached and verified
         if multipose:
@@ -202,7 +206,11 @@ def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None =
         from posekit.postprocess.presets import PIPELINE_PRESETS, TOPDOWN_PRESETS
 
         opts = TopDownOptions(**{**TOPDOWN_PRESETS.get(PIPELINE_PRESETS.get(name_str, ""), {}), **options})
-        pose = SinglePoseMoveNet("movenet-" + name_str.split("-")[1], margin=opts.margin, backend=backend)
+        pose = SinglePoseMoveNet("movenet-" + ("thunder" if wholebody else name_str.split("-")[1]), margin=opts.margin, backend=backend)
+        if wholebody:
+            from posekit.pipeline.wholebody import WholeBodyPipeline
+
+            return WholeBodyPipeline(pose, CenterNetDetector(backend), opts, output_spec, backend)
         return TopDownPipeline(pose, CenterNetDetector(backend), opts)
     from posekit.models.graph_trunks import TRUNKS
     from posekit.zoo.checkpoints import family_class, model_from_checkpoint

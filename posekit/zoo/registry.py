@@ -27,6 +27,13 @@ GRAPHS: dict[str, GraphEntry] = {
         GraphEntry("movenet-lightning", "models/movenet-lightning.json", "MoveNet Lightning single-person, 192x192 crop, COCO-17"),
         GraphEntry("movenet-multipose", "models/movenet-multipose.json", "MoveNet MultiPose Lightning, up to 6 persons, COCO-17"),
         GraphEntry("centernet", "models/centernet.json", "CenterNet MobileNetV3 COCO-80 detector, 512x512", ("tower_0/detections",)),
+        # Whole-body parts (MediaPipe models); outputs kept: BlazePose's pose flag and 39x5 landmarks (no
+        # segmentation), the hand's 21x3 landmarks in crop pixels and its two [1] flags, FaceMesh's mesh and flag.
+        GraphEntry("blazepose-full", "models/blazepose-full.json", "BlazePose Full, 33 body landmarks incl. heels and toes, 256x256 crop",
+                   ("Identity_3", "Identity_2")),
+        GraphEntry("handlandmark-full", "models/handlandmark-full.json", "MediaPipe hand landmarks (full), 21 points, 224x224 crop",
+                   ("Identity", "Identity_1", "Identity_2")),
+        GraphEntry("facemesh", "models/facemesh.json", "MediaPipe FaceMesh, 468 points, 192x192 crop", ("Identity_2", "Identity_1")),
     ]
 }
 

@@ -120,6 +120,54 @@ def _conv_builder(depthwise: bool) -> Builder:
 CONV_OPS = {"Conv2D": False, "_FusedConv2D": False, "DepthwiseConv2dNative": True, "FusedDepthwiseConv2dNative": True}  # op -> depthwise
 
 
+def _conv_transpose(node: GraphNode, const: ConstLookup) -> Callable[..., Tensor]:
+    """Conv2DBackpropInput(output_shape, filter [kh, kw, out, in], x): the gradient of a SAME/VALID conv, i.e. a
+    transposed conv; torch's full-size result is cropped where TF's forward padding would have started."""
+    if node.attr.get("data_format", "NHWC") != "NHWC" or node.attr.get("padding") not in ("SAME", "VALID"):
+        raise NotImplementedError(f"{node.name}: {node.attr.get('data_format')} / {node.attr.get('padding')}")
+    filt = const(1)
+    if filt is None:
+        raise NotImplementedError(f"{node.name}: filter is not a constant")
+    kh, kw = filt.shape[:2]
+    weight = filt.permute(3, 2, 0, 1).contiguous()  # [in, out, kh, kw], torch's transposed-conv layout
+    sh, sw = node.attr["strides"][1:3]
+
+    def run(output_shape: Tensor, _filter: Tensor, x: Tensor) -> Tensor:
+        oh, ow = (int(v) for v in output_shape.tolist()[1:3])
+        y = F.conv_transpose2d(x.permute(0, 3, 1, 2), weight, stride=(sh, sw))
+        top = tf_same_padding(oh, kh, sh)[0] if node.attr["padding"] == "SAME" else 0
+        left = tf_same_padding(ow, kw, sw)[0] if node.attr["padding"] == "SAME" else 0
+        return y[:, :, top : top + oh, left : left + ow].permute(0, 2, 3, 1)
+
+    return run
+
+
+def _depth_to_space(node: GraphNode, const: ConstLookup) -> Callable[[Tensor], Tensor]:
+    """TF DepthToSpace (NHWC, DCR order): out[h*b + i, w*b + j, c] = in[h, w, (i*b + j)*C + c]."""
+    b = int(node.attr["block_size"])
+
+    def run(x: Tensor) -> Tensor:
+        n, h, w, c = x.shape
+        return x.reshape(n, h, w, b, b, c // (b * b)).permute(0, 1, 3, 2, 4, 5).reshape(n, h * b, w * b, c // (b * b))
+
+    return run
+
+
+def _matmul(node: GraphNode, const: ConstLookup) -> Callable[..., Tensor]:
+    """MatMul and _FusedMatMul (a @ b, then the fused BiasAdd and activation)."""
+    fused = node.attr.get("fused_ops", [])
+    if fused and fused[0] != "BiasAdd":
+        raise NotImplementedError(f"{node.name}: fused ops {fused}")
+    ta, tb = bool(node.attr.get("transpose_a", False)), bool(node.attr.get("transpose_b", False))
+    act = _activation(fused[1] if len(fused) > 1 else None, const(3) if len(fused) > 1 else None)
+
+    def run(a: Tensor, b: Tensor, bias: Tensor | None = None, *_: Tensor) -> Tensor:
+        y = (a.transpose(-1, -2) if ta else a) @ (b.transpose(-1, -2) if tb else b)
+        return act(y + bias if fused else y)
+
+    return run
+
+
 def _max_pool(node: GraphNode, const: ConstLookup) -> Callable[[Tensor], Tensor]:
     kh, kw = node.attr["ksize"][1:3]
     stride = tuple(node.attr["strides"][1:3])
@@ -279,6 +327,11 @@ OPS: dict[str, Builder] = {
     "_FusedConv2D": _conv_builder(depthwise=False),
     "DepthwiseConv2dNative": _conv_builder(depthwise=True),
     "FusedDepthwiseConv2dNative": _conv_builder(depthwise=True),
+    "Conv2DBackpropInput": _conv_transpose,
+    "DepthToSpace": _depth_to_space,
+    "MatMul": _matmul,
+    "_FusedMatMul": _matmul,
+    "Prelu": _simple(lambda x, alpha: torch.where(x > 0, x, x * alpha)),
     "MaxPool": _max_pool,
     "ResizeBilinear": _resize_bilinear,
     "Add": _simple(torch.add),
@@ -335,8 +388,10 @@ BATCH_SAFE_OPS = {
     "Identity", "Cast", "Conv2D", "_FusedConv2D", "DepthwiseConv2dNative", "FusedDepthwiseConv2dNative",
     "MaxPool", "ResizeBilinear", "Add", "AddV2", "AddN", "Sub", "Mul", "RealDiv", "FloorDiv", "FloorMod",
     "Maximum", "Minimum", "SquaredDifference", "Abs", "Exp", "Sqrt", "Reciprocal", "Sigmoid", "Relu", "Relu6",
+    "Conv2DBackpropInput", "DepthToSpace", "Prelu", "MatMul", "_FusedMatMul",
     "Mean", "Sum", "Max", "ConcatV2",
 }  # fmt: skip
 
 # Ops that dominate the cost; the per-sample head of a graph must contain none of them.
-HEAVY_OPS = {"Conv2D", "_FusedConv2D", "DepthwiseConv2dNative", "FusedDepthwiseConv2dNative", "MaxPool", "ResizeBilinear"}
+HEAVY_OPS = {"Conv2D", "_FusedConv2D", "DepthwiseConv2dNative", "FusedDepthwiseConv2dNative", "Conv2DBackpropInput", "MaxPool",
+             "ResizeBilinear"}  # fmt: skip
