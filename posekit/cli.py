@@ -36,8 +36,11 @@ def _model_options(args: argparse.Namespace) -> tuple[bool, dict]:
     _check_scores(args, "det_thr", "score_thr")
     if args.input_size <= 0 or args.input_size % 32:
         raise PosekitError(f"--input-size {args.input_size}: a positive multiple of 32 (e.g. 256, 320, 512)")
+    spec = getattr(args, "spec", None)
+    if spec and args.model != "topdown-wholebody":
+        raise PosekitError(f"--spec {spec}: only topdown-wholebody writes another layout; {args.model} writes its own")
     if is_top_down(args.model):
-        return True, {} if args.det_thr is None else {"det_threshold": args.det_thr}
+        return True, ({} if args.det_thr is None else {"det_threshold": args.det_thr}) | ({"spec": spec} if spec else {})
     return False, {"longest_side": args.input_size} if args.model == "movenet-multipose" else {}
 
 
@@ -375,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--score-thr", type=float, default=None,
                     help="drop persons scoring below this (default: 0.1 multipose, 0 top-down, where --det-thr filters)")  # fmt: skip
     pr.add_argument("--input-size", type=int, default=256, help="movenet-multipose: longer image side, multiple of 32 (default 256)")
+    pr.add_argument("--spec", choices=["coco_wholebody133", "halpe136"], help="topdown-wholebody: the output layout (default coco_wholebody133)")
     _render_args(pr)
     pr.add_argument("--backend", **BACKEND_ARG)
     pr.add_argument("--quiet", action="store_true", help="no progress bar")

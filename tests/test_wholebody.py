@@ -103,3 +103,10 @@ def test_halpe136_layout_takes_the_same_parts(weights, data_dir: Path) -> None: 
     # Halpe: 26 body+feet (neck = shoulder midpoint), then the same 68 face and 2x21 hand points
     np.testing.assert_allclose(poses.keypoints[0, 18], poses.keypoints[0, 5:7].mean(0), atol=1e-4)
     assert len(poses.to_coco_results(1)[0]["keypoints"]) == 136 * 3
+
+
+def test_predict_refuses_a_layout_the_model_cannot_write(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    from posekit.cli import main
+
+    assert main(["predict", str(tmp_path / "x.jpg"), "--model", "topdown-thunder", "--spec", "halpe136", "--out", str(tmp_path / "o")]) != 0
+    assert "only topdown-wholebody" in capsys.readouterr().err
