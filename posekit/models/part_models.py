@@ -50,6 +50,15 @@ class _PartModel:
 
         self.module = load_module(self.graph, backend=backend)
 
+    def points_and_flag(self, crops: np.ndarray, mats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """For graphs whose outputs start with k (x, y, z) points in crop pixels and a [N,1] flag: the points
+        [N,k,2] in image pixels and the flag [N]."""
+        if len(crops) == 0:
+            return np.zeros((0, k, 2), np.float32), np.zeros((0,), np.float32)
+        points, flag, *_ = self.module(unit_input(crops))
+        xy = apply_inverse(mats, points.numpy().reshape(len(crops), k, 3)[:, :, :2] - 0.5)
+        return xy, flag.numpy().reshape(-1).astype(np.float32)
+
 
 class BlazePoseFeet(_PartModel):
     """BlazePose Full on the person crop; returns heels and foot tips (the 'foot index' landmark)."""
@@ -75,12 +84,9 @@ class HandLandmarks(_PartModel):
     size = HAND_INPUT
 
     def __call__(self, crops: np.ndarray, mats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Points [N,21,2] in image pixels and the hand-presence score [N] (the same for all 21 points)."""
-        if len(crops) == 0:
-            return np.zeros((0, 21, 2), np.float32), np.zeros((0,), np.float32)
-        points, presence, _handedness = self.module(unit_input(crops))
-        xy = apply_inverse(mats, points.numpy().reshape(len(crops), 21, 3)[:, :, :2] - 0.5)
-        return xy, presence.numpy().reshape(-1).astype(np.float32)
+        """Points [N,21,2] in image pixels and the hand-presence score [N] (the same for all 21 points); the
+        graph's third output, handedness, is not used: the body's wrists say which hand it is."""
+        return self.points_and_flag(crops, mats, 21)
 
 
 class FaceMesh(_PartModel):
@@ -91,8 +97,4 @@ class FaceMesh(_PartModel):
 
     def __call__(self, crops: np.ndarray, mats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mesh [N,468,2] in image pixels and the face score [N]."""
-        if len(crops) == 0:
-            return np.zeros((0, 468, 2), np.float32), np.zeros((0,), np.float32)
-        mesh, flag = self.module(unit_input(crops))
-        xy = apply_inverse(mats, mesh.numpy().reshape(len(crops), 468, 3)[:, :, :2] - 0.5)
-        return xy, flag.numpy().reshape(-1).astype(np.float32)
+        return self.points_and_flag(crops, mats, 468)

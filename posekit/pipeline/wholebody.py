@@ -79,12 +79,7 @@ class WholeBodyPipeline(TopDownPipeline):
         self.feet, self.hands, self.face = parts.BlazePoseFeet(backend), parts.HandLandmarks(backend), parts.FaceMesh(backend)
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray | None = None, box_scores: np.ndarray | None = None) -> Poses:
-        if boxes is None:
-            boxes, box_scores = self.detect(image)
-        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-        box_scores = np.ones(len(boxes), np.float32) if box_scores is None else np.asarray(box_scores, np.float32)
-        crops, mats = self.crop_inputs(image, boxes)
-        return self.add_parts(image, self.estimate(crops, mats, boxes, box_scores))
+        return self.add_parts(image, super().__call__(image, boxes, box_scores))
 
     def steps(self, with_embeddings: bool = False) -> list[Step]:
         def parts(s: FrameState) -> None:
