@@ -75,12 +75,16 @@ def crop_matrix(box: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
 
 def crop_boxes(image: np.ndarray, boxes: np.ndarray, out_w: int, out_h: int) -> tuple[np.ndarray, np.ndarray]:
     """Affine crops [N,out_h,out_w,3] uint8 of `boxes` (already expanded) and their 2x3 matrices [N,2,3]."""
-    crops = np.zeros((len(boxes), out_h, out_w, 3), np.uint8)
-    mats = np.zeros((len(boxes), 2, 3), np.float64)
-    for i, box in enumerate(boxes):
-        mats[i] = crop_matrix(box, out_w, out_h)
-        crops[i] = cv2.warpAffine(image, mats[i], (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    return crops, mats
+    mats = np.array([crop_matrix(box, out_w, out_h) for box in boxes], np.float64).reshape(-1, 2, 3)
+    return warp_crops(image, mats, out_w, out_h), mats
+
+
+def warp_crops(image: np.ndarray, mats: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
+    """Crops [N,out_h,out_w,3] uint8 of `image` through 2x3 matrices [N,2,3] (image -> crop pixels), zeros outside."""
+    crops = np.zeros((len(mats), out_h, out_w, 3), np.uint8)
+    for i, mat in enumerate(mats):
+        crops[i] = cv2.warpAffine(image, mat, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return crops
 
 
 def apply_inverse(mats: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -6,11 +6,11 @@ crops' matrices) with scores in [0, 1]; all crops of an image run as one batch.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 
-from posekit.data.transforms import apply_inverse
+from posekit.data.transforms import apply_inverse, warp_crops
+from posekit.models.tfjs_models import load_module, to_batch
 
 BLAZEPOSE_INPUT, HAND_INPUT, FACE_INPUT = 256, 224, 192
 # BlazePose landmark indices (MediaPipe's 33-point order)
@@ -29,25 +29,19 @@ def rotated_square_matrix(center: np.ndarray, side: float, up: np.ndarray, size:
 def rotated_crops(image: np.ndarray, centers: np.ndarray, sides: np.ndarray, ups: np.ndarray, size: int
                   ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Crops [N,size,size,3] uint8 of rotated squares and their matrices [N,2,3] (see `rotated_square_matrix`)."""
-    crops = np.zeros((len(centers), size, size, 3), np.uint8)
-    mats = np.zeros((len(centers), 2, 3), np.float64)
-    for i in range(len(centers)):
-        mats[i] = rotated_square_matrix(centers[i], float(sides[i]), ups[i], size)
-        crops[i] = cv2.warpAffine(image, mats[i], (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    return crops, mats
+    mats = np.array([rotated_square_matrix(c, float(s), u, size) for c, s, u in zip(centers, sides, ups)], np.float64).reshape(-1, 2, 3)
+    return warp_crops(image, mats, size, size), mats
 
 
 def unit_input(crops: np.ndarray) -> torch.Tensor:
     """uint8 NHWC -> float32 in [0, 1]: what BlazePose, the hand model and FaceMesh take."""
-    return torch.from_numpy(np.ascontiguousarray(crops)).float().div_(255.0)
+    return to_batch(crops, torch.float32).div_(255.0)
 
 
 class _PartModel:
     graph = ""
 
     def __init__(self, backend: str = "torch") -> None:
-        from posekit.models.tfjs_models import load_module
-
         self.module = load_module(self.graph, backend=backend)
 
     def points_and_flag(self, crops: np.ndarray, mats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
