@@ -3,7 +3,10 @@ the preset has it), feet (BlazePose on the person crops), hands (both hands' cro
 (crop and FaceMesh), on the COCO-WholeBody fixture's images with their GT person boxes. The parts of all
 persons of an image run as one batch, so ms per person = stage time / persons. One JSON line per stage.
 
-usage: .venv/bin/python benchmarks/bench_wholebody.py [--repeat 5] [--threads 2] [--backend torch]
+With --part-detectors the hand and face stages include the palm detector / BlazeFace and the second
+landmark run where they found the part.
+
+usage: .venv/bin/python benchmarks/bench_wholebody.py [--repeat 5] [--threads 2] [--backend torch] [--part-detectors]
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
+    ap.add_argument("--part-detectors", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     root = Path(os.environ.get("POSEKIT_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "fixtures" / "coco"
     gt = json.loads((root / "test_coco_wholebody.json").read_text())
-    pipe = load_model("topdown-wholebody", backend=args.backend)
+    pipe = load_model("topdown-wholebody", backend=args.backend, part_detectors=args.part_detectors)
     images = []
     for img in gt["images"]:
         anns = [a for a in gt["annotations"] if a["image_id"] == img["id"] and a["num_keypoints"] > 0]
@@ -58,7 +62,7 @@ def main() -> None:
                 for key, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                     times[key].append(dt)
     for stage, values in times.items():
-        print(json.dumps({"name": f"wholebody_{stage}_ms_per_person", "config": {"backend": args.backend, "threads": args.threads,
+        print(json.dumps({"name": f"wholebody_{stage}_ms_per_person", "config": {"backend": args.backend, "threads": args.threads, "part_detectors": args.part_detectors,
                           "images": len(images), "persons": persons // args.repeat},
                           "value": round(1000 * sum(values) / persons, 1), "unit": "ms per person", "n": args.repeat, "machine": machine()}))  # fmt: skip
 

@@ -28,6 +28,12 @@ BACKEND_ARG = {"default": "auto", "choices": ["auto", "torch", "onnxruntime"],
                "torch for trained models)"}
 
 
+def _wholebody_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--spec", choices=["coco_wholebody133", "halpe136"], help="topdown-wholebody: the output layout (default coco_wholebody133)")
+    p.add_argument("--part-detectors", action="store_true",
+                   help="topdown-wholebody: also place hand and face crops with the palm detector and BlazeFace (see README: Whole-body)")
+
+
 def _model_options(args: argparse.Namespace) -> tuple[bool, dict]:
     """Whether --model is top-down, and the command-line options that apply to it: the detector threshold
     for top-down models, the input size for movenet-multipose, none for a whole-image checkpoint."""
@@ -39,8 +45,12 @@ def _model_options(args: argparse.Namespace) -> tuple[bool, dict]:
     spec = getattr(args, "spec", None)
     if spec and args.model != "topdown-wholebody":
         raise PosekitError(f"--spec {spec}: only topdown-wholebody writes another layout; {args.model} writes its own")
+    part_detectors = getattr(args, "part_detectors", False)
+    if part_detectors and args.model != "topdown-wholebody":
+        raise PosekitError(f"--part-detectors: only topdown-wholebody has part crops, not {args.model}")
     if is_top_down(args.model):
-        return True, ({} if args.det_thr is None else {"det_threshold": args.det_thr}) | ({"spec": spec} if spec else {})
+        wholebody = ({"spec": spec} if spec else {}) | ({"part_detectors": True} if part_detectors else {})
+        return True, ({} if args.det_thr is None else {"det_threshold": args.det_thr}) | wholebody
     return False, {"longest_side": args.input_size} if args.model == "movenet-multipose" else {}
 
 
@@ -378,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--score-thr", type=float, default=None,
                     help="drop persons scoring below this (default: 0.1 multipose, 0 top-down, where --det-thr filters)")  # fmt: skip
     pr.add_argument("--input-size", type=int, default=256, help="movenet-multipose: longer image side, multiple of 32 (default 256)")
-    pr.add_argument("--spec", choices=["coco_wholebody133", "halpe136"], help="topdown-wholebody: the output layout (default coco_wholebody133)")
+    _wholebody_args(pr)
     _render_args(pr)
     pr.add_argument("--backend", **BACKEND_ARG)
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -397,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "poses scoring under 0.1 only continue existing tracks, ByteTrack-style)")
     tr.add_argument("--flip-test", action="store_true", help="top-down: also run the mirrored crops (more accurate, half the speed)")
     tr.add_argument("--input-size", type=int, default=256, help="movenet-multipose: longer image side, multiple of 32 (default 256)")
+    _wholebody_args(tr)
     _render_args(tr)
     tr.add_argument("--smooth", action="store_true", help="One-Euro smoothing of keypoints over time (off by default)")
     tr.add_argument("--embeddings", action="store_true",

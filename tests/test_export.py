@@ -72,19 +72,23 @@ def test_top_k_keeps_tensorflow_tie_order() -> None:
 @pytest.mark.slow
 @pytest.mark.data
 @pytest.mark.weights
-@pytest.mark.parametrize("name", ["topdown-thunder", "topdown-lightning", "movenet-multipose"])
+@pytest.mark.parametrize("name", ["topdown-thunder", "topdown-lightning", "movenet-multipose", "topdown-wholebody"])
 def test_tfjs_graphs_export_with_parity_and_run_without_posekit(name: str, coco_mini: Path, weights, tmp_path: Path) -> None:
     from posekit.zoo.graph_module import TfjsGraphModule  # noqa: F401 (the modules are built by export_model)
+    from posekit.zoo.loader import PIPELINES
     from posekit.zoo.store import read_manifest
 
     reports = export_model(name, "onnx", tmp_path / "m.onnx", _images(coco_mini))
-    assert len(reports) == (1 if name == "movenet-multipose" else 2)
+    assert [r.part for r in reports] == list(PIPELINES[name][1])  # every network of the pipeline, the part models too
+    sizes = {"blazepose-full": 256, "handlandmark-full": 224, "facemesh": 192, "handdetect": 256, "blazeface": 256}
     for r in reports:
         assert r.max_rel_diff <= PARITY_LIMIT, r.line()
         meta = read_metadata(r.path)
         assert meta["posekit.source_sha256"] == read_manifest()["models"][r.part]["sha256"]
         # the file alone, in a plain onnxruntime session, at a batch size the trace did not see
         inputs = {i.name: i for i in onnx_session(r.path).get_inputs()}
+        if r.part in sizes:  # each part model traced at its own input size
+            assert meta["posekit.input_shape"] == str([sizes[r.part], sizes[r.part], 3])
         feeds = {n: np.random.default_rng(0).uniform(0, 255, (5, *i.shape[1:])).astype(np.float32) for n, i in inputs.items()}
         np.savez(tmp_path / "feeds.npz", **feeds)
         out = subprocess.run([sys.executable, "-c", PLAIN_ORT, str(r.path), str(tmp_path / "feeds.npz")], capture_output=True, text=True,

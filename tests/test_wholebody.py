@@ -24,9 +24,14 @@ def wholebody(weights):  # noqa: ANN001, ANN201
     return load_model("topdown-wholebody", backend="torch")
 
 
-@pytest.fixture(scope="module")
-def fixture_runs(wholebody, data_dir: Path) -> list[tuple[dict, Poses]]:  # noqa: ANN001
-    """(GT annotation, predicted whole-body pose) for every labelled person of the COCO-WholeBody fixture, from GT boxes."""
+@pytest.fixture(scope="module", params=[False, True], ids=["geometry", "part-detectors"])
+def fixture_runs(request, wholebody, data_dir: Path) -> list[tuple[dict, Poses]]:  # noqa: ANN001
+    """(GT annotation, predicted whole-body pose) for every labelled person of the COCO-WholeBody fixture, from GT
+    boxes; with the hand and face crops from the body alone, and also placed by the palm detector and BlazeFace."""
+    from posekit.zoo.loader import load_model
+
+    if request.param:
+        wholebody = load_model("topdown-wholebody", backend="torch", part_detectors=True)
     root = data_dir / "fixtures" / "coco"
     gt = json.loads((root / "test_coco_wholebody.json").read_text())
     out = []
@@ -110,3 +115,22 @@ def test_predict_refuses_a_layout_the_model_cannot_write(tmp_path: Path, capsys)
 
     assert main(["predict", str(tmp_path / "x.jpg"), "--model", "topdown-thunder", "--spec", "halpe136", "--out", str(tmp_path / "o")]) != 0
     assert "only topdown-wholebody" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "x.jpg"), "--model", "topdown-thunder", "--part-detectors", "--out", str(tmp_path / "o")]) != 0
+    assert "only topdown-wholebody" in capsys.readouterr().err
+
+
+def test_track_writes_whole_body_results_with_track_ids(data_dir: Path, tmp_path: Path, weights) -> None:  # noqa: ANN001
+    from posekit.cli import main
+
+    out = tmp_path / "track"
+    video = data_dir / "videos" / "demo.mp4"
+    assert main(["track", str(video), "--model", "topdown-wholebody", "--part-detectors", "--max-frames", "4", "--out", str(out), "--quiet"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results and {r["image_id"] for r in results} == {1, 2, 3, 4}
+    for r in results:  # COCO-WholeBody's fields, each person on a track
+        assert [len(r[k]) for k in ("keypoints", "foot_kpts", "face_kpts", "lefthand_kpts", "righthand_kpts")] == [51, 18, 204, 63, 63]
+        assert isinstance(r["track_id"], int)
+    assert len({r["track_id"] for r in results}) < len(results)  # the same persons keep their ids over the frames
+    pt = json.loads((out / "posetrack.json").read_text())  # PoseTrack's 17-point layout: the body part
+    assert pt["annotations"] and all(len(a["keypoints"]) == 51 for a in pt["annotations"])
+    assert len(list((out / "render").iterdir())) == 1

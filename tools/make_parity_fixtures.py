@@ -27,13 +27,13 @@ sys.path.insert(0, str(ROOT))
 from posekit.data.transforms import crop_boxes, expand_box, letterbox, stretch  # noqa: E402
 from posekit.models.part_models import rotated_crops  # noqa: E402
 from posekit.pipeline.readers import read_image  # noqa: E402
-from posekit.pipeline.wholebody import face_crops, hand_crops  # noqa: E402
+from posekit.pipeline.wholebody import FACE_REGION, HAND_REGION, face_crops, hand_crops  # noqa: E402
 from posekit.zoo.registry import GRAPHS  # noqa: E402
 
 IMAGES = ["000000000790.jpg", "000000211325.jpg", "000000466137.jpg"]
 # hand and face crops come from the largest person's GT head and right arm: images where those are labelled
 PART_IMAGES = ["000000084533.jpg", "000000183872.jpg", "000000211325.jpg"]
-PART_MODELS = ("handlandmark-full", "facemesh")
+PART_MODELS = ("handlandmark-full", "facemesh", "handdetect", "blazeface")
 OUT = ROOT / "tests" / "fixtures" / "parity"
 
 
@@ -58,6 +58,14 @@ def parity_inputs(model: str, image: np.ndarray, box: np.ndarray, body_keypoints
         else:
             crops, _ = rotated_crops(image, *face_crops(body), 192)
         return {"input_1": crops.astype(np.float32) / 255.0}
+    if model in ("handdetect", "blazeface"):  # the pipeline's detector region around the right hand / the face
+        centres, sides, ups = hand_crops(body_keypoints[None].astype(np.float32))
+        if model == "handdetect":
+            crops, _ = rotated_crops(image, centres[:, 1], sides[:, 1] * HAND_REGION, np.array([[0.0, -1.0]]), 256)
+        else:
+            centre, side, up = face_crops(body_keypoints[None].astype(np.float32))
+            crops, _ = rotated_crops(image, centre, side * FACE_REGION, up, 256)
+        return {"input": crops.astype(np.float32) / 127.5 - 1.0}
     raise KeyError(model)
 
 
@@ -69,6 +77,8 @@ OUTPUTS = {
     "blazepose-full": ["Identity_3:0", "Identity_2:0"],
     "handlandmark-full": ["Identity:0", "Identity_1:0", "Identity_2:0"],
     "facemesh": ["Identity_2:0", "Identity_1:0"],
+    "handdetect": ["Identity:0"],
+    "blazeface": ["Identity:0", "Identity_2:0", "Identity_1:0", "Identity_3:0"],
 }
 
 

@@ -47,8 +47,10 @@ class ExportReport:
 
 def _graph_input(graph: str, image: np.ndarray) -> np.ndarray:
     """One real image as graph `graph`'s input [1,H,W,3]: CenterNet's stretch, a MoveNet crop of the
-    whole image, or MultiPose's input at 256x256 (every exported file has one fixed spatial size)."""
+    whole image, a whole-body part model's input size and value range, or MultiPose's input at 256x256
+    (every exported file has one fixed spatial size)."""
     from posekit.data.transforms import stretch
+    from posekit.models import part_detectors, part_models
     from posekit.models.tfjs_models import MOVENET_INPUT_SIZE, movenet_crops
 
     h, w = image.shape[:2]
@@ -56,6 +58,12 @@ def _graph_input(graph: str, image: np.ndarray) -> np.ndarray:
         return stretch(image, 512, 512)[0][None].astype(np.float32)
     if graph in MOVENET_INPUT_SIZE:
         return movenet_crops(image, np.array([[0, 0, w, h]], np.float32), MOVENET_INPUT_SIZE[graph])[0].astype(np.int32)
+    unit = {"blazepose-full": part_models.BLAZEPOSE_INPUT, "handlandmark-full": part_models.HAND_INPUT, "facemesh": part_models.FACE_INPUT}
+    signed = {"handdetect": part_detectors.PALM_INPUT, "blazeface": part_detectors.FACE_DETECT_INPUT}
+    if graph in unit:
+        return part_models.unit_input(stretch(image, unit[graph], unit[graph])[0][None]).numpy()
+    if graph in signed:
+        return part_detectors.signed_input(stretch(image, signed[graph], signed[graph])[0][None]).numpy()
     return stretch(image, 256, 256)[0][None].astype(np.int32)
 
 

@@ -14,12 +14,22 @@ import numpy as np
 from posekit.data.specs import COCO17_NAMES, convert_keypoints, get_spec
 from posekit.data.transforms import crop_boxes, expand_box
 from posekit.errors import PosekitError
+from posekit.models import part_detectors
 from posekit.models import part_models as parts
 from posekit.pipeline.stages import FrameState, Step, TopDownPipeline
 from posekit.structures import Poses
 
 HAND_OFFSET, HAND_SIDE = 0.35, 1.1
 FACE_EYE_SCALE, FACE_EAR_SCALE, FACE_OFFSET = 2.5, 1.4, 0.15
+# Part detectors: each runs on an upright region REGION x the geometric crop around it; a detection placed by
+# them (score >= DETECT_MIN_SCORE) replaces the geometric crop. From a palm: MediaPipe's palm-to-hand rectangle
+# (2.6 palm boxes wide, shifted half a palm box towards the fingers, wrist -> middle-finger MCP pointing up);
+# a palm counts only when its wrist point lies within PALM_WRIST_DISTANCE hand crops of the body's wrist. From a
+# face: MediaPipe's face-to-mesh rectangle (1.5 face boxes wide, upright along the eye line); a face counts only
+# when its centre lies within FACE_CENTRE_DISTANCE face crops of the geometric crop's centre.
+HAND_REGION, PALM_SCALE, PALM_SHIFT, PALM_WRIST_DISTANCE = 2.0, 2.6, 0.5, 0.4
+FACE_REGION, FACE_DETECT_SCALE, FACE_CENTRE_DISTANCE = 2.0, 1.5, 0.5
+DETECT_MIN_SCORE = 0.5
 MIN_CROP_SIDE = 8.0  # pixels: a part crop smaller than this is skipped (upsampled 24-28x it is noise)
 J = {name: i for i, name in enumerate(COCO17_NAMES)}
 
@@ -67,16 +77,43 @@ def face_crops(body: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return eyes - FACE_OFFSET * side[:, None] * up, side, up
 
 
+def palm_to_hand_crop(det: part_detectors.Detections) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hand crops (centres [N,2], sides [N], ups [N,2]) from palm detections (see HAND_REGION's comment)."""
+    up = det.points[:, 2] - det.points[:, 0]  # wrist -> middle-finger MCP
+    up = up / np.maximum(np.linalg.norm(up, axis=1, keepdims=True), 1e-6)
+    return det.centre + PALM_SHIFT * det.side[:, None] * up, PALM_SCALE * det.side, up
+
+
+def face_detection_to_crop(det: part_detectors.Detections) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Face crops (centres [N,2], sides [N], ups [N,2]) from BlazeFace detections: upright along the eyes."""
+    eye_line = det.points[:, 1] - det.points[:, 0]  # the subject's right eye -> left eye
+    up = np.stack([eye_line[:, 1], -eye_line[:, 0]], axis=1)
+    up = up / np.maximum(np.linalg.norm(up, axis=1, keepdims=True), 1e-6)
+    return det.centre, FACE_DETECT_SCALE * det.side, up
+
+
+Crops = tuple[np.ndarray, np.ndarray, np.ndarray]  # centres [N,2], sides [N], up directions [N,2]
+
+
+def _upright(n: int) -> np.ndarray:
+    return np.tile(np.array([[0.0, -1.0]]), (n, 1))
+
+
 class WholeBodyPipeline(TopDownPipeline):
     """Persons and COCO-17 bodies as `TopDownPipeline`, then feet, hands and face per person; each part's score
     is kept (a hand or face the part model does not see gets a low score, never invented confidence)."""
 
-    def __init__(self, pose, detector, options=None, spec: str = "coco_wholebody133", backend: str = "torch") -> None:  # noqa: ANN001
+    def __init__(self, pose, detector, options=None, spec: str = "coco_wholebody133", backend: str = "torch",  # noqa: ANN001
+                 part_detectors_on: bool = False) -> None:  # fmt: skip
         super().__init__(pose, detector, options)
         if spec not in ("coco_wholebody133", "halpe136"):
             raise PosekitError(f"spec {spec!r}: the whole-body pipeline writes coco_wholebody133 or halpe136")
         self.spec = spec
         self.feet, self.hands, self.face = parts.BlazePoseFeet(backend), parts.HandLandmarks(backend), parts.FaceMesh(backend)
+        # on: the palm detector and BlazeFace also place hand and face crops (the part model runs on both crops
+        # and keeps the more confident). Off by default: it did not raise per-part AP on the fixtures (README)
+        self.palm = part_detectors.PalmDetector(backend) if part_detectors_on else None
+        self.face_detector = part_detectors.FaceDetector(backend) if part_detectors_on else None
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray | None = None, box_scores: np.ndarray | None = None) -> Poses:
         return self.add_parts(image, super().__call__(image, boxes, box_scores))
@@ -131,9 +168,14 @@ class WholeBodyPipeline(TopDownPipeline):
                 xy[p, starts[h] : starts[h] + 21] = body.keypoints[p, J[("left_wrist", "right_wrist")[h]]]
         if not run:
             return
-        crops, mats = parts.rotated_crops(image, np.array([centres[p, h] for p, h in run]), np.array([sides[p, h] for p, h in run]),
-                                    np.array([ups[p, h] for p, h in run]), self.hands.size)  # fmt: skip
-        points, presence = self.hands(crops, mats)
+        c, s, u = (np.array([a[p, h] for p, h in run]) for a in (centres, sides, ups))
+        placed = None
+        if self.palm is not None:
+            regions, region_mats = parts.rotated_crops(image, c, s * HAND_REGION, _upright(len(run)), self.palm.size)
+            wrists = np.array([body.keypoints[p, J[("left_wrist", "right_wrist")[h]]] for p, h in run])
+            det = self.palm(regions, region_mats, wrists, PALM_WRIST_DISTANCE * s)
+            placed = (det.score, palm_to_hand_crop(det))
+        points, presence = self._run_part(self.hands, image, (c, s, u), placed)
         for (p, h), pts, pr in zip(run, points, presence):
             xy[p, starts[h] : starts[h] + 21] = pts
             sc[p, starts[h] : starts[h] + 21] = pr * wrist_scores[p, h]
@@ -145,10 +187,34 @@ class WholeBodyPipeline(TopDownPipeline):
         run = [p for p in range(len(body)) if self._big_enough(sides[p], p, "face", skipped)]
         if not run:
             return
-        crops, mats = parts.rotated_crops(image, centres[run], sides[run], ups[run], self.face.size)
-        mesh, flags = self.face(crops, mats)
+        c, s, u = centres[run], sides[run], ups[run]
+        placed = None
+        if self.face_detector is not None:
+            regions, region_mats = parts.rotated_crops(image, c, s * FACE_REGION, u, self.face_detector.size)
+            det = self.face_detector(regions, region_mats)
+            det.score[np.linalg.norm(det.centre - c, axis=1) > FACE_CENTRE_DISTANCE * s] = 0.0  # another person's face
+            placed = (det.score, face_detection_to_crop(det))
+        mesh, flags = self._run_part(self.face, image, (c, s, u), placed)
         xy[run, 23:91] = mesh[:, list(FACE68_FROM_MESH)]
         sc[run, 23:91] = (flags * head_scores[run])[:, None]
+
+    @staticmethod
+    def _run_part(model: parts.HandLandmarks | parts.FaceMesh, image: np.ndarray, geometric: Crops,
+                  placed: tuple[np.ndarray, Crops] | None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """The part model's points and scores on the geometric crops; where a detector `placed` a crop (score,
+        crops) it runs there too, in the same batch, and the more confident of the two is kept."""
+        n = len(geometric[0])
+        use = np.zeros(n, bool)
+        if placed is not None:
+            score, (pc, ps, pu) = placed
+            use = (score >= DETECT_MIN_SCORE) & np.isfinite(ps) & (ps >= MIN_CROP_SIDE) & np.isfinite(pc).all(1) & np.isfinite(pu).all(1)
+            geometric = tuple(np.concatenate([g, p[use]]) for g, p in zip(geometric, (pc, ps, pu)))
+        crops, mats = parts.rotated_crops(image, *geometric, model.size)
+        points, scores = model(crops, mats)
+        second = np.flatnonzero(use)
+        better = scores[n:] > scores[second]
+        points[second[better]], scores[second[better]] = points[n:][better], scores[n:][better]
+        return points[:n], scores[:n]
 
     @staticmethod
     def _big_enough(side: float, person: int, part: str, skipped: list[str]) -> bool:

@@ -20,8 +20,9 @@ from posekit.errors import PosekitError, UnknownModelError
 PIPELINES: dict[str, tuple[str, tuple[str, ...]]] = {
     "topdown-thunder": ("CenterNet persons + MoveNet Thunder on 256x256 crops (default, most accurate)", ("centernet", "movenet-thunder")),
     "topdown-lightning": ("CenterNet persons + MoveNet Lightning on 192x192 crops (faster)", ("centernet", "movenet-lightning")),
-    "topdown-wholebody": ("topdown-thunder + feet (BlazePose), hands (MediaPipe hand landmarks) and face (FaceMesh): COCO-WholeBody 133",
-                          ("centernet", "movenet-thunder", "blazepose-full", "handlandmark-full", "facemesh")),
+    "topdown-wholebody": ("topdown-thunder + feet (BlazePose), hands (MediaPipe hand landmarks) and face (FaceMesh): COCO-WholeBody 133; "
+                          "--part-detectors (part_detectors=True) adds the palm detector and BlazeFace",
+                          ("centernet", "movenet-thunder", "blazepose-full", "handlandmark-full", "facemesh", "handdetect", "blazeface")),
     "movenet-multipose": ("MoveNet MultiPose single-stage, up to 6 persons (fastest)", ("movenet-multipose",)),
 }
 DEFAULT_MODEL = "topdown-thunder"
@@ -195,8 +196,9 @@ def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None =
     if name_str in PIPELINES:
         multipose = name_str == "movenet-multipose"
         wholebody = name_str == "topdown-wholebody"
-        _check_options(options, {"longest_side"} if multipose else topdown_opts | ({"spec"} if wholebody else set()), name_str)
+        _check_options(options, {"longest_side"} if multipose else topdown_opts | ({"spec", "part_detectors"} if wholebody else set()), name_str)
         output_spec = options.pop("spec", "coco_wholebody133")
+        part_detectors_on = bool(options.pop("part_detectors", False))
         if auto_fetch:
             fetch(PIPELINES[name_str][1])  # a no-op when cached and verified
         if multipose:
@@ -210,7 +212,7 @@ def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None =
         if wholebody:
             from posekit.pipeline.wholebody import WholeBodyPipeline
 
-            return WholeBodyPipeline(pose, CenterNetDetector(backend), opts, output_spec, backend)
+            return WholeBodyPipeline(pose, CenterNetDetector(backend), opts, output_spec, backend, part_detectors_on)
         return TopDownPipeline(pose, CenterNetDetector(backend), opts)
     from posekit.models.graph_trunks import TRUNKS
     from posekit.zoo.checkpoints import family_class, model_from_checkpoint

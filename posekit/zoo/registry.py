@@ -34,6 +34,11 @@ GRAPHS: dict[str, GraphEntry] = {
         GraphEntry("handlandmark-full", "models/handlandmark-full.json", "MediaPipe hand landmarks (full), 21 points, 224x224 crop",
                    ("Identity", "Identity_1", "Identity_2")),
         GraphEntry("facemesh", "models/facemesh.json", "MediaPipe FaceMesh, 468 points, 192x192 crop", ("Identity_2", "Identity_1")),
+        # Part detectors (MediaPipe SSD heads, decoded by posekit.models.part_detectors): the palm detector's
+        # [2944,19] rows (score logit, box, 7 palm points) and BlazeFace's scores and boxes at strides 16 and 32.
+        GraphEntry("handdetect", "models/handdetect.json", "MediaPipe palm detector, 256x256, 2944 anchors", ("Identity",)),
+        GraphEntry("blazeface", "models/blazeface.json", "BlazeFace (back camera), 256x256, 896 anchors",
+                   ("Identity", "Identity_2", "Identity_1", "Identity_3")),
     ]
 }
 
