@@ -297,7 +297,7 @@ def _tune_nms(args: argparse.Namespace) -> int:
 
     report = run_tune_nms(args.model, args.gt, args.images, args.boxes, args.val_gt, args.val_images, args.backend, args.quiet)
     best = report["best"]
-    print("best: " + ", ".join(f"{k}={best[k]}" for k in ("det_threshold", "scoring", "keypoint_threshold", "pose_nms", "pnms", "flip_test")))
+    print("best: " + ", ".join(f"{k}={best[k]}" for k in ("det_threshold", "scoring", "keypoint_threshold", "pose_nms", "pnms", "flip_test", "crop_scales")))
     if args.out:
         atomic_write_json(args.out, report, indent=1)
         print(f"report written to {args.out}")

@@ -132,3 +132,55 @@ def test_flip_test_is_mirror_equivariant_on_a_real_image(weights: None, coco_min
     assert np.abs(b.keypoint_scores[0, perm] - a.keypoint_scores[0]).max() < 0.01
     plain = load_model("topdown-thunder", backend="torch", flip_test=False)(image, box)
     assert np.abs(plain.keypoints - a.keypoints).max() > 0.01  # flip test changed the answer
+
+
+def test_variant_rows_pick_the_crop_scales_and_their_mirrors() -> None:
+    from posekit.postprocess.tune import CANDIDATE_SCALES, variant_rows
+
+    assert CANDIDATE_SCALES == (1.0, 0.9, 1.1)
+    assert variant_rows(TopDownOptions(flip_test=False)) == [0]
+    assert variant_rows(TopDownOptions(flip_test=True)) == [0, 3]
+    assert variant_rows(TopDownOptions(flip_test=True, crop_scales=(0.9, 1.0, 1.1))) == [1, 0, 2, 4, 3, 5]
+    with pytest.raises(ValueError, match="not run"):
+        variant_rows(TopDownOptions(crop_scales=(0.8, 1.0)))
+
+
+@pytest.mark.data
+@pytest.mark.weights
+@pytest.mark.parametrize("options", [dict(flip_test=False), dict(flip_test=True, crop_scales=(0.9, 1.0, 1.1))], ids=["plain", "flip+scales"])
+def test_tuning_cache_scores_exactly_what_the_pipeline_predicts(options: dict, weights: None, data_dir: Path) -> None:
+    """The search scores settings from cached crop variants: the results it scores for a setting must be
+    the pipeline's own output with that setting."""
+    from posekit.pipeline.readers import read_image
+    from posekit.postprocess.tune import collect_candidates, results_of
+    from posekit.zoo.loader import load_model
+
+    root = data_dir / "fixtures" / "coco"
+    gt = json.loads((root / "test_coco.json").read_text())
+    gt = {**gt, "images": [i for i in gt["images"] if i["file_name"] == "000000197388.jpg"]}  # 5 persons
+    pipe = load_model("topdown-thunder", backend="torch", **options)
+    candidates, failed = collect_candidates(pipe, gt, root, use_gt_boxes=True, quiet=True)
+    assert not failed and len(candidates[0].boxes) >= 5
+    cached = results_of(pipe, candidates, pipe.options)
+    direct = pipe(read_image(root / "000000197388.jpg"), candidates[0].boxes).to_coco_results(gt["images"][0]["id"])
+    assert len(cached) == len(direct)
+    for c, d in zip(cached, direct):
+        np.testing.assert_allclose(c["keypoints"], d["keypoints"], atol=1e-4)
+        assert c["score"] == pytest.approx(d["score"], abs=1e-6)
+
+
+@pytest.mark.data
+@pytest.mark.weights
+def test_tune_nms_cli_reports_a_search_that_never_loses_on_its_split(weights: None, data_dir: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    from posekit.cli import main
+
+    root = data_dir / "fixtures" / "coco"
+    out = tmp_path / "tuned.json"
+    assert main(["tune-nms", "--gt", str(root / "test_coco.json"), "--images", str(root), "--boxes", "gt", "--backend", "torch",
+                 "--quiet", "--out", str(out)]) == 0  # fmt: skip
+    assert "best: " in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    settings = [r["setting"] for r in report["search"]]
+    assert "crop scales 0.9, 1.0, 1.1" in settings and any(s.startswith("OKS-NMS") for s in settings)
+    tuned, before = report["compare"]["tuning: tuned"]["gt"], report["compare"]["tuning: previous defaults"]["gt"]
+    assert tuned >= before and tuned == pytest.approx(max(r["AP"] for r in report["search"]))

@@ -52,7 +52,9 @@ class TopDownOptions:
 
 
 def scale_boxes(boxes: np.ndarray, scale: float) -> np.ndarray:
-    """xyxy boxes [N,4] scaled by `scale` about their centres."""
+    """xyxy boxes [N,4] scaled by `scale` about their centres (1.0: the boxes themselves, bit for bit)."""
+    if scale == 1.0:
+        return np.asarray(boxes, np.float32)
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
     half = (boxes[:, 2:] - boxes[:, :2]) * scale / 2
     return np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
@@ -144,9 +146,10 @@ class TopDownPipeline:
         crops, mats = self.crop_inputs(image, boxes)
         return self.estimate(crops, mats, boxes, box_scores)
 
-    def crop_inputs(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The pose model's crops of `boxes`, one set per crop scale (concatenated, scale-major)."""
-        scales = self.options.crop_scales
+    def crop_inputs(self, image: np.ndarray, boxes: np.ndarray, scales: tuple[float, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The pose model's crops of `boxes`, one set per crop scale (default: the options'), concatenated
+        scale-major."""
+        scales = self.options.crop_scales if scales is None else scales
         if scales == (1.0,):
             return self.pose.crop_inputs(image, boxes)
         parts = [self.pose.crop_inputs(image, scale_boxes(boxes, s)) for s in scales]

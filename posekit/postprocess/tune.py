@@ -1,9 +1,9 @@
 """Data-driven choice of the top-down pipeline's post-processing (AlphaPose §3.4: "the parameters are
 optimized to achieve the maximal mAP for the validation set ... two parameters at a time").
 
-The pose model runs once per person candidate, on the plain and the mirrored crop; every setting is
-then scored from those cached outputs: the detector threshold, the instance scoring rule and its
-keypoint threshold, flip test on/off, and the pose NMS (none, greedy OKS-NMS and its threshold, or
+The pose model runs once per person candidate, on its crops at each candidate crop scale and their
+mirrors; every setting is then scored from those cached outputs: the detector threshold, the instance
+scoring rule and its keypoint threshold, flip test on/off, crop-scale jitter on/off, and the pose NMS (none, greedy OKS-NMS and its threshold, or
 parametric pose NMS with {sigma1, sigma2, lambda, eta} searched two at a time until nothing changes).
 """
 
@@ -36,12 +36,15 @@ PNMS_GRID = {
 OKS_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 KEYPOINT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4)
 DET_THRESHOLDS = (0.05, 0.1, 0.2, 0.3)
+# crop-scale jitter: every candidate is cropped at each of CANDIDATE_SCALES; the search tries these subsets
+CANDIDATE_SCALES = (1.0, 0.9, 1.1)
+CROP_SCALE_SETS = ((1.0,), (0.9, 1.0, 1.1))
 
 
 @dataclass
 class Candidates:
-    """One image's persons before post-processing: keypoints [2,N,K,2] and scores [2,N,K] from the
-    plain (0) and the mirrored crops (1, left/right already swapped back)."""
+    """One image's persons before post-processing: keypoints [2S,N,K,2] and scores [2S,N,K] from the crops
+    at each of the S `CANDIDATE_SCALES`, then the same crops mirrored (left/right already swapped back)."""
 
     image_id: Any
     boxes: np.ndarray
@@ -79,9 +82,10 @@ def collect_candidates(pipeline: TopDownPipeline, gt: dict, images: Path, use_gt
         else:
             boxes, scores = pipeline.detect(image, det_threshold)
         k = len(pipeline.sigmas)
-        kp, sc = np.zeros((2, len(boxes), k, 2), np.float32), np.zeros((2, len(boxes), k), np.float32)
+        v = 2 * len(CANDIDATE_SCALES)
+        kp, sc = np.zeros((v, len(boxes), k, 2), np.float32), np.zeros((v, len(boxes), k), np.float32)
         if len(boxes):
-            kp, sc, _ = pipeline.variant_keypoints(*pipeline.pose.crop_inputs(image, boxes), len(boxes), flip=True)
+            kp, sc, _ = pipeline.variant_keypoints(*pipeline.crop_inputs(image, boxes, CANDIDATE_SCALES), len(boxes), flip=True)
         out.append(Candidates(img["id"], boxes, scores, kp, sc))
     return out, failed
 
@@ -93,12 +97,22 @@ def results_of(pipeline: TopDownPipeline, candidates: Iterable[Candidates], opti
         keep = np.flatnonzero(c.box_scores >= options.det_threshold)
         if len(keep) == 0:
             continue
-        kp = c.keypoints[:, keep].mean(0) if options.flip_test else c.keypoints[0, keep]
-        sc = c.keypoint_scores[:, keep].mean(0) if options.flip_test else c.keypoint_scores[0, keep]
+        rows = variant_rows(options)
+        kp = c.keypoints[rows][:, keep].mean(0)  # the pipeline's average over its crop variants
+        sc = c.keypoint_scores[rows][:, keep].mean(0)
         scores, order = rank_and_suppress(options, pipeline.sigmas, kp, sc, c.boxes[keep], c.box_scores[keep])
         poses = Poses(kp, sc, c.boxes[keep], scores, pipeline.spec).select(order)
         results += poses.to_coco_results(c.image_id)
     return results
+
+
+def variant_rows(options: TopDownOptions) -> list[int]:
+    """The candidates' rows that `options` average: its crop scales, and their mirrors with flip test."""
+    missing = set(options.crop_scales) - set(CANDIDATE_SCALES)
+    if missing:
+        raise ValueError(f"crop scales {sorted(missing)} were not run for the candidates ({CANDIDATE_SCALES})")
+    rows = [CANDIDATE_SCALES.index(s) for s in options.crop_scales]
+    return rows + [len(CANDIDATE_SCALES) + r for r in rows] if options.flip_test else rows
 
 
 class Scorer:
@@ -171,6 +185,8 @@ def tune(score: Callable[[TopDownOptions], float], base: TopDownOptions, det_thr
         for flip, (rule, thr) in itertools.product((False, True), rules):
             above = f" (> {thr})" if rule.endswith("_above") else ""
             consider(f"scoring {rule}{above}, flip {'on' if flip else 'off'}", replace(start, flip_test=flip, scoring=rule, keypoint_threshold=thr))
+        for scales in CROP_SCALE_SETS:
+            consider(f"crop scales {', '.join(map(str, scales))}", replace(best, crop_scales=scales))
         consider("no pose NMS", replace(best, pose_nms="none"))
         for thr in OKS_THRESHOLDS:
             consider(f"OKS-NMS {thr}", replace(best, pose_nms="oks", oks_nms_threshold=thr))
@@ -187,7 +203,8 @@ def _describe(o: TopDownOptions) -> str:
     nms = {"oks": f"OKS-NMS {o.oks_nms_threshold}", "none": "no NMS",
            "parametric": "P-NMS " + ", ".join(f"{k}={v:g}" for k, v in o.pnms.to_dict().items())}[o.pose_nms]  # fmt: skip
     thr = f" (> {o.keypoint_threshold})" if o.scoring.endswith("_above") else ""
-    return f"det >= {o.det_threshold}, {o.scoring}{thr}, {nms}, flip {'on' if o.flip_test else 'off'}"
+    scales = "" if o.crop_scales == (1.0,) else f", crop scales {', '.join(map(str, o.crop_scales))}"
+    return f"det >= {o.det_threshold}, {o.scoring}{thr}, {nms}, flip {'on' if o.flip_test else 'off'}{scales}"
 
 
 def candidate_sets(pipeline: TopDownPipeline, gt_path: Path, images: Path, boxes: str, quiet: bool = False
@@ -223,6 +240,8 @@ def run_tune_nms(model: str, gt: Path, images: Path, boxes: str = "both", val_gt
     best, rows = tune(score, base, log=(lambda _: None) if quiet else print)
     report: dict[str, Any] = {"model": model, "gt": str(gt), "boxes": sources, "best": asdict(best), "search": rows}
     compare = {"plain mean, no NMS": replace(base, scoring="mean", pose_nms="none"), "previous defaults": base, "tuned": best}
+    jitter = CROP_SCALE_SETS[1] if best.crop_scales == CROP_SCALE_SETS[0] else CROP_SCALE_SETS[0]  # the other crop-scale setting
+    compare[f"tuned, crop scales {'/'.join(map(str, jitter))}"] = replace(best, crop_scales=jitter)
     splits = [("tuning", score)]
     if val_gt is not None:
         val_sets, _, bad = candidate_sets(pipeline, val_gt, val_images or images, boxes, quiet)
@@ -233,6 +252,6 @@ def run_tune_nms(model: str, gt: Path, images: Path, boxes: str = "both", val_gt
         for name, options in compare.items():
             aps = dict(zip(sources, scorer.aps(options)))
             report["compare"][f"{split}: {name}"] = aps
-            print(f"{split:8s} {name:20s} " + "  ".join(f"AP ({s} boxes) {ap:.4f}" for s, ap in aps.items()))
+            print(f"{split:8s} {name:34s} " + "  ".join(f"AP ({s} boxes) {ap:.4f}" for s, ap in aps.items()))
     report["failed"] = failed
     return report
