@@ -223,3 +223,26 @@ def test_eval_runs_a_model_end_to_end(data_dir: Path, tmp_path: Path, weights, c
     stats = json.loads(out.read_text())["stats"]
     assert stats["AP"] >= 0.6  # measured 0.7245 with CenterNet boxes (README)
     assert "failed" not in capsys.readouterr().out  # only the annotated images were run
+
+
+def test_posetrack_ignore_regions_remove_joints_and_emptied_persons() -> None:
+    """poseval's load_data: joints strictly inside an ignore polygon are removed from GT and predictions,
+    and so are the persons left with none; a false positive there no longer costs MOTA."""
+    from posekit.evaluation.posetrack import FramePoses, drop_ignored, ignore_polygons, posetrack_mota
+
+    square = ignore_polygons({"ignore_regions_x": [[100, 200, 200, 100]], "ignore_regions_y": [[100, 100, 200, 200]]})
+    assert len(square) == 1 and ignore_polygons({}) == [] and ignore_polygons({"ignore_regions_x": [[1, 2]], "ignore_regions_y": [[1, 2]]}) == []
+    k = 3
+    gt = FramePoses(np.array([[[10, 10], [20, 10], [150, 150]]], np.float32), np.ones((1, k), np.float32), np.array([1]),
+                    np.array([[0, 0, 40, 40]], np.float32))  # fmt: skip
+    pred = FramePoses(np.array([[[11, 10], [20, 11], [60, 60]], [[120, 120], [150, 150], [180, 130]]], np.float32),
+                      np.full((2, k), 0.9, np.float32), np.array([7, 8]))  # fmt: skip
+    g, p = drop_ignored(gt, square, gt.scores > 0), drop_ignored(pred, square, np.ones((2, k), bool))
+    assert g.scores.tolist() == [[1, 1, 0]]  # the GT joint in the region is no longer labelled
+    assert p.track_ids.tolist() == [7]  # the prediction wholly inside the region is gone
+    edge = FramePoses(np.array([[[100, 150]] * k], np.float32), np.ones((1, k), np.float32), np.array([9]))
+    assert drop_ignored(edge, square, np.ones((1, k), bool)).track_ids.tolist() == [9]  # on the boundary: kept, as shapely's contains
+    names = ("a", "b", "c")
+    # before: a, b matched with one false positive each (MOTA 0), c missed with two false positives (-2)
+    assert posetrack_mota([gt], [pred], names)["Total"] == pytest.approx(-2 / 3)
+    assert posetrack_mota([g], [p], names)["Total"] == 1.0  # after: a, b matched, c has no GT left

@@ -133,3 +133,19 @@ def test_memory_stays_flat_over_3000_frames(coco_mini: Path, tmp_path: Path, wei
     assert summary.frames == 3000
     growth = rss[2999] - rss[300]
     assert growth < 50, f"RSS grew {growth:.1f} MiB between frame 300 and 3000"
+
+
+def test_tracked_posetrack_frames_score_with_posetrack_eval(data_dir: Path, tmp_path: Path, capsys) -> None:
+    """`track` on a PoseTrack18 video folder, then `eval` on its GT: the track ids map to the GT's frames by
+    file name through the image_ids.json track writes, and the frame's ignore regions apply."""
+    video = "012834_mpii_test"
+    root = data_dir / "fixtures" / "posetrack18"
+    out = tmp_path / "track"
+    assert main(["track", str(root / "images" / "val" / video), "--out", str(out), "--no-render", "--quiet"]) == 0
+    assert json.loads((out / "image_ids.json").read_text()) == {"1": str(root / "images" / "val" / video / "000000.jpg")}
+    capsys.readouterr()
+    stats = tmp_path / "stats.json"
+    assert main(["eval", "--gt", str(root / "annotations" / "val" / f"{video}.json"), "--results", str(out / "posetrack.json"),
+                 "--out", str(stats)]) == 0  # fmt: skip
+    result = json.loads(stats.read_text())["stats"]
+    assert result["AP"]["Total"] > 0.2 and np.isfinite(result["MOTA"]["Total"])  # 11 labelled persons, most found

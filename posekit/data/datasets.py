@@ -118,7 +118,8 @@ def read_coco(ann_file: str | Path, image_root: str | Path | None = None, spec: 
     for i, img in enumerate(data["images"]):
         where = f"images[{i}]"
         image_id = _get(img, "id", path, where)
-        extras = {key: img[key] for key in ("crowdIndex", "vid_id", "frame_id", "is_labeled", "nframes") if key in img}
+        extras = {key: img[key] for key in ("crowdIndex", "vid_id", "frame_id", "is_labeled", "nframes", "ignore_regions_x", "ignore_regions_y")
+                  if key in img}  # fmt: skip
         if "crowdIndex" in extras:
             extras["crowd_index"] = float(extras.pop("crowdIndex"))
         samples[image_id] = Sample(

@@ -1,11 +1,13 @@
 """PoseTrack evaluation with poseval's semantics: per-joint AP of multi-person pose, and MOTA per joint
 (then averaged) of pose tracking. Distances are normalised by the GT head size (0.6 x head-box diagonal),
-a joint matches within 0.5 of it."""
+a joint matches within 0.5 of it. A frame's ignore regions (polygons) remove the GT and predicted joints
+strictly inside them, and the persons left with no joint, before either metric (poseval's load_data)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
@@ -22,6 +24,32 @@ class FramePoses:
     scores: np.ndarray
     track_ids: np.ndarray
     head_boxes: np.ndarray | None = None
+
+
+def ignore_polygons(image_extras: dict) -> list[np.ndarray]:
+    """A PoseTrack frame's ignore regions (`ignore_regions_x` / `_y`: one list of coordinates per region) as
+    float32 polygons [V,2]; regions with fewer than 3 vertices enclose nothing and are left out."""
+    xs, ys = image_extras.get("ignore_regions_x") or [], image_extras.get("ignore_regions_y") or []
+    polygons = [np.stack([np.asarray(x, np.float32).reshape(-1), np.asarray(y, np.float32).reshape(-1)], 1) for x, y in zip(xs, ys)
+                if np.size(x) == np.size(y) and np.size(x) >= 3]  # fmt: skip
+    return polygons
+
+
+def drop_ignored(frame: FramePoses, polygons: list[np.ndarray], present: np.ndarray) -> FramePoses:
+    """`frame` without its joints strictly inside any polygon (their scores set to 0) and without the persons
+    whose `present` joints [N,K] (GT: labelled; predictions: all) all were."""
+    if not polygons or len(frame.track_ids) == 0:
+        return frame
+    inside = np.zeros(frame.scores.shape, bool)
+    for poly in polygons:
+        contour = poly.reshape(-1, 1, 2)
+        for n, k in zip(*np.nonzero(~inside)):
+            x, y = (float(v) for v in frame.keypoints[n, k])
+            inside[n, k] = cv2.pointPolygonTest(contour, (x, y), False) > 0  # > 0: strictly inside (shapely's contains)
+    keep = (present & ~inside).any(1)
+    scores = np.where(inside, 0.0, frame.scores).astype(frame.scores.dtype)
+    heads = None if frame.head_boxes is None else frame.head_boxes[keep]
+    return FramePoses(frame.keypoints[keep], scores[keep], frame.track_ids[keep], heads)
 
 
 def joint_matches(gt: FramePoses, pred: FramePoses) -> tuple[np.ndarray, np.ndarray]:

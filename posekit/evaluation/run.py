@@ -14,7 +14,7 @@ from posekit.data.specs import convert_keypoints, get_spec
 from posekit.evaluation.checks import check_coco_gt, check_results, gt_ids_by_name, read_json_file
 from posekit.evaluation.coco import evaluate_coco_keypoints, evaluate_crowdpose, evaluate_parts
 from posekit.evaluation.pck import head_sizes, lsp_pck, mpii_pckh
-from posekit.evaluation.posetrack import FramePoses, posetrack_ap, posetrack_mota
+from posekit.evaluation.posetrack import FramePoses, drop_ignored, ignore_polygons, posetrack_ap, posetrack_mota
 
 
 def read_gt_json(gt: Path) -> Any:
@@ -106,16 +106,18 @@ def _frames(samples: list[Sample], results: list[dict] | None) -> list[FramePose
     by_image = _by_image(results, k) if results is not None else None
     frames = []
     for s in samples:
+        polygons = ignore_polygons(s.extras)
         if by_image is None:
             kp = np.stack([i.keypoints for i in s.instances]) if s.instances else np.zeros((0, k, 3), np.float32)
             heads = np.stack([i.extras.get("head_box", i.box) for i in s.instances]) if s.instances else np.zeros((0, 4))
             ids = np.array([i.track_id if i.track_id is not None else n for n, i in enumerate(s.instances)], np.int64)
-            frames.append(FramePoses(kp[:, :, :2], (kp[:, :, 2] > 0).astype(np.float32), ids, heads))
+            frame = FramePoses(kp[:, :, :2], (kp[:, :, 2] > 0).astype(np.float32), ids, heads)
+            frames.append(drop_ignored(frame, polygons, frame.scores > 0))
         else:
             preds = by_image.get(s.image_id, [])
             kp = np.stack([p[0] for p in preds]) if preds else np.zeros((0, k, 3), np.float32)
             ids = np.array([p[2] if p[2] is not None else n for n, p in enumerate(preds)], np.int64)
-            frames.append(FramePoses(kp[:, :, :2], kp[:, :, 2], ids))
+            frames.append(drop_ignored(FramePoses(kp[:, :, :2], kp[:, :, 2], ids), polygons, np.ones(kp.shape[:2], bool)))
     return frames
 
 

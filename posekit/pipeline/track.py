@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from posekit.api import PoseEstimator
 from posekit.data.specs import convert_keypoints, get_spec
-from posekit.fileio import JsonLines, atomic_path, read_json_lines, whole_item
+from posekit.fileio import JsonLines, atomic_path, atomic_write_json, read_json_lines, whole_item
 from posekit.pipeline.readers import IMAGE_EXTS, Frame, iter_frames, open_video, read_image
 from posekit.pipeline.stages import FrameState
 from posekit.pipeline.stream import Stage, StageTimes, run_concurrent, run_sequential
@@ -144,7 +144,9 @@ def confirmation_delay(tracker: PoseTracker) -> ConfirmationDelay[Item]:
 
 
 class TrackWriter:
-    """results.json (COCO results with track_id), posetrack.json (PoseTrack18 layout) and render/<name>.mp4|.webm.
+    """results.json (COCO results with track_id), posetrack.json (PoseTrack18 layout), image_ids.json (image id ->
+    frame source, as `predict` writes it: `posekit eval` maps the ids to a GT's by file name) and
+    render/<name>.mp4|.webm.
 
     Each frame's records are appended to frames.jsonl as they come (whole lines only, even under kill -9)
     and the JSON files are assembled from it at `close`: memory stays flat on long streams, and a stopped
@@ -156,7 +158,7 @@ class TrackWriter:
                  video_codec: str = "auto") -> None:  # fmt: skip
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in ("results.json", "posetrack.json"):  # a reused --out (--exist-ok): nothing from the last run stays
+        for stale in ("results.json", "posetrack.json", "image_ids.json"):  # a reused --out (--exist-ok): nothing from the last run stays
             (self.out_dir / stale).unlink(missing_ok=True)
         self.video_name = video_name
         self.failed: list[str] = []
@@ -209,6 +211,8 @@ class TrackWriter:
             f.write(",\n".join(self._joined("annotations")) + '],\n"categories": ' + json.dumps([category]) + "}")
         with atomic_path(self.out_dir / "results.json") as tmp, open(tmp, "w") as f:
             f.write("[" + ",\n".join(self._joined("results")) + "]")
+        ids = {str(r["image"]["id"]): r["image"]["file_name"] for r in read_json_lines(self.stream.path)}
+        atomic_write_json(self.out_dir / "image_ids.json", ids, indent=1)
 
 
 @dataclass
