@@ -228,10 +228,13 @@ def test_eval_runs_a_model_end_to_end(data_dir: Path, tmp_path: Path, weights, c
 def test_posetrack_ignore_regions_remove_joints_and_emptied_persons() -> None:
     """poseval's load_data: joints strictly inside an ignore polygon are removed from GT and predictions,
     and so are the persons left with none; a false positive there no longer costs MOTA."""
+    from posekit.data.datasets import DatasetError
     from posekit.evaluation.posetrack import FramePoses, drop_ignored, ignore_polygons, posetrack_mota
 
     square = ignore_polygons({"ignore_regions_x": [[100, 200, 200, 100]], "ignore_regions_y": [[100, 100, 200, 200]]})
     assert len(square) == 1 and ignore_polygons({}) == [] and ignore_polygons({"ignore_regions_x": [[1, 2]], "ignore_regions_y": [[1, 2]]}) == []
+    with pytest.raises(DatasetError, match="ignore_regions"):
+        ignore_polygons({"ignore_regions_x": [["a", 2, 3]], "ignore_regions_y": [[1, 2, 3]]})
     k = 3
     gt = FramePoses(np.array([[[10, 10], [20, 10], [150, 150]]], np.float32), np.ones((1, k), np.float32), np.array([1]),
                     np.array([[0, 0, 40, 40]], np.float32))  # fmt: skip

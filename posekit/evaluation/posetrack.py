@@ -29,10 +29,14 @@ class FramePoses:
 def ignore_polygons(image_extras: dict) -> list[np.ndarray]:
     """A PoseTrack frame's ignore regions (`ignore_regions_x` / `_y`: one list of coordinates per region) as
     float32 polygons [V,2]; regions with fewer than 3 vertices enclose nothing and are left out."""
+    from posekit.data.datasets import DatasetError
+
     xs, ys = image_extras.get("ignore_regions_x") or [], image_extras.get("ignore_regions_y") or []
-    polygons = [np.stack([np.asarray(x, np.float32).reshape(-1), np.asarray(y, np.float32).reshape(-1)], 1) for x, y in zip(xs, ys)
-                if np.size(x) == np.size(y) and np.size(x) >= 3]  # fmt: skip
-    return polygons
+    try:
+        regions = [(np.asarray(x, np.float64).reshape(-1), np.asarray(y, np.float64).reshape(-1)) for x, y in zip(xs, ys)]
+    except (TypeError, ValueError) as e:  # a malformed GT is refused in one line, not half-applied
+        raise DatasetError(f"ignore_regions_x / ignore_regions_y: expected one list of numbers per region ({e})") from e
+    return [np.stack([x, y], 1).astype(np.float32) for x, y in regions if len(x) == len(y) >= 3 and np.isfinite(x).all() and np.isfinite(y).all()]
 
 
 def drop_ignored(frame: FramePoses, polygons: list[np.ndarray], present: np.ndarray) -> FramePoses:

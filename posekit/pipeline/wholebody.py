@@ -5,6 +5,7 @@ the face from the head keypoints. Output in COCO-WholeBody 133 (or Halpe 136 thr
 Crop geometry (measured on the COCO-WholeBody fixture, README): a hand crop is centred `HAND_OFFSET` forearm
 lengths beyond the wrist along the forearm, `HAND_SIDE` forearm lengths wide, the forearm pointing up; a face
 crop is centred `FACE_OFFSET` head sizes below the eyes, one head size wide, upright along the eye line.
+With `part_detectors_on`, the palm detector and BlazeFace propose second crops (see HAND_REGION's comment).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from posekit.structures import Poses
 
 HAND_OFFSET, HAND_SIDE = 0.35, 1.1
 FACE_EYE_SCALE, FACE_EAR_SCALE, FACE_OFFSET = 2.5, 1.4, 0.15
-# Part detectors: each runs on an upright region REGION x the geometric crop around it; a detection placed by
-# them (score >= DETECT_MIN_SCORE) replaces the geometric crop. From a palm: MediaPipe's palm-to-hand rectangle
+# Part detectors (optional): each runs on a region REGION x the geometric crop around it; where it finds the part
+# (score >= DETECT_MIN_SCORE) the landmark model also runs on the crop it places, and the more confident of the
+# two results is kept. From a palm: MediaPipe's palm-to-hand rectangle
 # (2.6 palm boxes wide, shifted half a palm box towards the fingers, wrist -> middle-finger MCP pointing up);
 # a palm counts only when its wrist point lies within PALM_WRIST_DISTANCE hand crops of the body's wrist. From a
 # face: MediaPipe's face-to-mesh rectangle (1.5 face boxes wide, upright along the eye line); a face counts only
