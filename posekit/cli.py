@@ -197,7 +197,7 @@ def _weights(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from posekit.evaluation.checks import gt_ids_by_name, image_file_names
+    from posekit.evaluation.checks import gt_ids_by_name, image_file_names, lookup_file
     from posekit.evaluation.run import DATASET_OF_SPEC, convert_results, detect_dataset, evaluate_files, format_table, read_gt_json
     from posekit.fileio import atomic_write_json
 
@@ -229,7 +229,7 @@ def _eval(args: argparse.Namespace) -> int:
         summary = run_predict(files, estimator, out, quiet=args.quiet)
         print(summary.line())
         by_name = gt_ids_by_name(gt["images"])
-        remap = {k: by_name.get(name, k) for k, name in image_file_names(out / "image_ids.json").items()}
+        remap = {k: (k if (gt_id := lookup_file(by_name, source)) is None else gt_id) for k, source in image_file_names(out / "image_ids.json").items()}
         preds = [{**r, "image_id": remap[r["image_id"]]} for r in json.loads((out / "results.json").read_text())]
         results = convert_results(preds, estimator.spec, args.spec or ("crowdpose14" if dataset == "crowdpose" else "coco17"))
         atomic_write_json(out / "results_scored.json", results)  # what was scored: GT image ids, the GT's spec

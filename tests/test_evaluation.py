@@ -249,3 +249,22 @@ def test_posetrack_ignore_regions_remove_joints_and_emptied_persons() -> None:
     # before: a, b matched with one false positive each (MOTA 0), c missed with two false positives (-2)
     assert posetrack_mota([gt], [pred], names)["Total"] == pytest.approx(-2 / 3)
     assert posetrack_mota([g], [p], names)["Total"] == 1.0  # after: a, b matched, c has no GT left
+
+
+def test_results_map_to_gt_frames_by_folder_when_file_names_repeat(tmp_path: Path) -> None:
+    """PoseTrack's videos each have a 000000.jpg: a result of one video must map to that video's GT frame,
+    never to another's; with neither the folder nor the bare name telling, it is refused."""
+    from posekit.data.datasets import DatasetError
+    from posekit.evaluation.checks import check_results, gt_ids_by_name
+
+    images = [{"id": 10 + n, "file_name": f"images/val/{video}/000000.jpg"} for n, video in enumerate(("003418_mpii_test", "012834_mpii_test"))]
+    images.append({"id": 99, "file_name": "images/val/other/000001.jpg"})
+    results = [{"image_id": 1, "keypoints": [1.0, 2.0, 0.9] * 17, "score": 0.5}]
+    (tmp_path / "image_ids.json").write_text(json.dumps({"1": "/data/posetrack/images/val/003418_mpii_test/000000.jpg"}))
+    ids = {img["id"] for img in images}
+    assert check_results(results, tmp_path / "results.json", 17, ids, gt_ids_by_name(images))[0]["image_id"] == 10
+    (tmp_path / "image_ids.json").write_text(json.dumps({"1": "/elsewhere/000001.jpg"}))  # a unique bare name still maps
+    assert check_results(results, tmp_path / "results.json", 17, ids, gt_ids_by_name(images))[0]["image_id"] == 99
+    (tmp_path / "image_ids.json").write_text(json.dumps({"1": "/elsewhere/000000.jpg"}))  # ambiguous: refused, not guessed
+    with pytest.raises(DatasetError, match="not mapped|neither"):
+        check_results(results, tmp_path / "results.json", 17, ids, gt_ids_by_name(images))

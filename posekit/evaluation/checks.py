@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -119,15 +121,35 @@ def check_results(data: Any, path: Path | str, num_keypoints: int, gt_ids: set, 
     return out
 
 
+def file_keys(path: str) -> tuple[str, str]:
+    """The keys a file is matched by: 'folder/name' (its last two path parts) and the bare name."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}", p.name
+
+
+def ids_by_file(files: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Image id by `file_keys` of (file path, id) pairs, keeping only keys that name one image: PoseTrack's
+    videos all have a 000000.jpg, so a bare name may be ambiguous where 'video/000000.jpg' is not."""
+    pairs = list(files)
+    count = Counter(key for f, _ in pairs for key in set(file_keys(f)))
+    return {key: i for f, i in pairs for key in file_keys(f) if count[key] == 1}
+
+
+def lookup_file(id_of_file: dict[str, Any], path: str) -> Any:
+    """The GT id of `path` by its 'folder/name' key, else its bare name (None when neither names one image)."""
+    two, name = file_keys(path)
+    return id_of_file.get(two, id_of_file.get(name))
+
+
 def gt_ids_by_name(images: list[Any]) -> dict[str, Any]:
-    """Ground-truth image id by file name (without folders), from a COCO 'images' list."""
-    return {Path(str(img.get("file_name", ""))).name: img.get("id") for img in images if isinstance(img, dict)}
+    """Ground-truth image id by file (see `ids_by_file`), from a COCO 'images' list."""
+    return ids_by_file((str(img.get("file_name", "")), img.get("id")) for img in images if isinstance(img, dict))
 
 
 def image_file_names(ids_file: Path) -> dict[int, str]:
-    """posekit's image_ids.json as image id -> the file's name (without folders or a video's #frame=)."""
+    """posekit's image_ids.json as image id -> the file's path (without a video's #frame=)."""
     try:
-        return {int(k): Path(v.partition("#")[0]).name for k, v in json.loads(ids_file.read_text()).items()}
+        return {int(k): str(v.partition("#")[0]) for k, v in json.loads(ids_file.read_text()).items()}
     except (OSError, ValueError, TypeError, AttributeError) as e:
         raise DatasetError(f"{ids_file}: not a posekit image_ids.json ({e})") from e
 
@@ -141,7 +163,7 @@ def _remap_by_file_name(results: list[dict], unknown: set, path: Path, gt_ids: s
         raise DatasetError(f"--results {path}: {len(unknown)} image id(s) not in the ground truth (e.g. {', '.join(first)}), "
                            "and no image_ids.json beside the results to map them by file name")  # fmt: skip
     source_of = image_file_names(ids_file)
-    mapping = {i: id_of_name.get(source_of.get(i)) for i in unknown if isinstance(i, int)}
+    mapping = {i: lookup_file(id_of_name, source_of[i]) for i in unknown if isinstance(i, int) and i in source_of}
     missing = sorted(str(i) for i in unknown if mapping.get(i) is None)
     if missing:
         raise DatasetError(f"--results {path}: {len(missing)} image id(s) neither in the ground truth nor mapped to a GT "

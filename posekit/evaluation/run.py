@@ -11,7 +11,7 @@ from scipy.optimize import linear_sum_assignment
 
 from posekit.data.datasets import DatasetError, Sample, detect_spec, read_coco, read_lsp, read_mpii, read_posetrack, to_coco_dict
 from posekit.data.specs import convert_keypoints, get_spec
-from posekit.evaluation.checks import check_coco_gt, check_results, gt_ids_by_name, read_json_file
+from posekit.evaluation.checks import check_coco_gt, check_results, gt_ids_by_name, ids_by_file, read_json_file
 from posekit.evaluation.coco import evaluate_coco_keypoints, evaluate_crowdpose, evaluate_parts
 from posekit.evaluation.pck import head_sizes, lsp_pck, mpii_pckh
 from posekit.evaluation.posetrack import FramePoses, drop_ignored, ignore_polygons, posetrack_ap, posetrack_mota
@@ -157,7 +157,7 @@ def evaluate_files(gt: str | Path, results: str | Path | list, spec: str | None 
         samples = read_mpii(gt) if dataset == "mpii" else read_lsp(gt)
     if not samples:
         raise DatasetError(f"--gt {gt}: no images to score")
-    res = check_results(raw, where, k, {s.image_id for s in samples}, {s.image_path.name: s.image_id for s in samples},
+    res = check_results(raw, where, k, {s.image_id for s in samples}, ids_by_file((str(s.image_path), s.image_id) for s in samples),
                         need_score=dataset not in ("mpii", "lsp"))
     if dataset in ("wholebody", "halpe"):
         return dataset, evaluate_parts(to_coco_dict(samples), res, spec, np.array(get_spec(spec).sigmas))
