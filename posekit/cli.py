@@ -198,7 +198,15 @@ def _weights(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from posekit.evaluation.checks import gt_ids_by_name, image_file_names, lookup_file
-    from posekit.evaluation.run import DATASET_OF_SPEC, convert_results, detect_dataset, evaluate_files, format_table, read_gt_json
+    from posekit.evaluation.run import (
+        DATASET_OF_SPEC,
+        SPEC_OF_DATASET,
+        convert_results,
+        detect_dataset,
+        evaluate_files,
+        format_table,
+        read_gt_json,
+    )
     from posekit.fileio import atomic_write_json
 
     if args.oracle:
@@ -219,19 +227,21 @@ def _eval(args: argparse.Namespace) -> int:
             raise PosekitError(f"--mosaics {args.mosaics}: a positive count of mosaics, tiled from LSP ground truth (this is {dataset})")
         if dataset == "lsp":
             return _eval_lsp_model(args)
-        if dataset not in ("coco", "crowdpose") or args.gt.suffix != ".json":
-            raise PosekitError(f"--model runs on COCO-format (coco, crowdpose) or LSP ground truth; this is {dataset}")
+        if dataset not in ("coco", "crowdpose", "wholebody", "halpe") or args.gt.suffix != ".json":
+            raise PosekitError(f"--model runs on COCO-format (coco, crowdpose, COCO-WholeBody, Halpe) or LSP ground truth; this is {dataset}")
         out = Path(args.out_dir)
         if not isinstance(gt, dict) or not isinstance(gt.get("images"), list) or not gt["images"]:
             raise PosekitError(f"--gt {args.gt}: no 'images' to run the model on")
         files = [str(args.images / str(img.get("file_name", ""))) for img in gt["images"] if isinstance(img, dict)]
-        estimator = PoseEstimator(args.model, backend=args.backend)
+        target = args.spec or SPEC_OF_DATASET[dataset]
+        wholebody_layout = {"spec": target} if args.model == "topdown-wholebody" and dataset in ("wholebody", "halpe") else {}
+        estimator = PoseEstimator(args.model, backend=args.backend, **wholebody_layout)
         summary = run_predict(files, estimator, out, quiet=args.quiet)
         print(summary.line())
         by_name = gt_ids_by_name(gt["images"])
         remap = {k: (k if (gt_id := lookup_file(by_name, source)) is None else gt_id) for k, source in image_file_names(out / "image_ids.json").items()}
         preds = [{**r, "image_id": remap[r["image_id"]]} for r in json.loads((out / "results.json").read_text())]
-        results = convert_results(preds, estimator.spec, args.spec or ("crowdpose14" if dataset == "crowdpose" else "coco17"))
+        results = convert_results(preds, estimator.spec, target)
         atomic_write_json(out / "results_scored.json", results)  # what was scored: GT image ids, the GT's spec
         print(f"scored results (ground-truth image ids) -> {out / 'results_scored.json'}")
     dataset, stats = evaluate_files(args.gt, results, args.spec, gt)

@@ -134,3 +134,22 @@ def test_track_writes_whole_body_results_with_track_ids(data_dir: Path, tmp_path
     pt = json.loads((out / "posetrack.json").read_text())  # PoseTrack's 17-point layout: the body part
     assert pt["annotations"] and all(len(a["keypoints"]) == 51 for a in pt["annotations"])
     assert len(list((out / "render").iterdir())) == 1
+
+
+@pytest.mark.parametrize(("model", "gt"), [("topdown-wholebody", "coco/test_coco_wholebody.json"), ("topdown-wholebody", "halpe/test_halpe.json"),
+                                           ("topdown-thunder", "coco/test_coco_wholebody.json")])  # fmt: skip
+def test_eval_model_scores_whole_body_ground_truth(model: str, gt: str, data_dir: Path, tmp_path: Path, weights) -> None:  # noqa: ANN001
+    """`eval --model` on COCO-WholeBody and Halpe GT: the whole-body model in the GT's layout, a body-only
+    model converted to it (its parts score 0, its body as usual)."""
+    from posekit.cli import main
+
+    fixtures = data_dir / "fixtures"
+    stats = tmp_path / "stats.json"
+    assert main(["eval", "--model", model, "--gt", str(fixtures / gt), "--images", str(fixtures / "coco"), "--out-dir", str(tmp_path / "run"),
+                 "--out", str(stats), "--quiet"]) == 0  # fmt: skip
+    ap = {part: v["AP"] for part, v in json.loads(stats.read_text())["stats"].items()}
+    assert {"body", "face", "lefthand", "righthand", "wholebody"} <= set(ap)
+    if model == "topdown-wholebody":  # measured 0.796 / 0.863 (COCO-WholeBody), 0.654 / 0.543 (Halpe), CenterNet boxes
+        assert ap["body"] > 0.6 and ap["face"] > 0.45
+    else:
+        assert ap["body"] > 0.7 and ap["foot"] == 0.0

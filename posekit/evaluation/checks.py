@@ -83,6 +83,14 @@ def check_coco_gt(data: Any, path: Path, num_keypoints: int | None = None) -> di
     return {**data, "annotations": annotations}
 
 
+def flat_keypoints(result: dict) -> dict:
+    """A result in COCO-WholeBody's layout (body `keypoints` plus `foot_kpts`, `face_kpts`, `lefthand_kpts`,
+    `righthand_kpts`) with all 133 keypoints in `keypoints`; any other result as it is."""
+    if "foot_kpts" in result and all(isinstance(result.get(key), list) for key, _ in WHOLEBODY_RESULT_FIELDS):
+        return {**result, "keypoints": [v for key, _ in WHOLEBODY_RESULT_FIELDS for v in result[key]]}
+    return result
+
+
 def check_results(data: Any, path: Path | str, num_keypoints: int, gt_ids: set, id_of_name: dict[str, Any] | None = None,
                   need_score: bool = True) -> list[dict]:  # fmt: skip
     """COCO keypoint results: a list of {image_id, keypoints (3K finite numbers), score (finite)}; category_id
@@ -102,8 +110,7 @@ def check_results(data: Any, path: Path | str, num_keypoints: int, gt_ids: set, 
             raise DatasetError(f"{where}: expected an object, got {type(r).__name__}")
         if not need_score:
             r = {"score": 1.0, **r}
-        if "foot_kpts" in r and all(isinstance(r.get(key), list) for key, _ in WHOLEBODY_RESULT_FIELDS):  # COCO-WholeBody layout
-            r = {**r, "keypoints": [v for key, _ in WHOLEBODY_RESULT_FIELDS for v in r[key]]}
+        r = flat_keypoints(r)
         for key in ("image_id", "keypoints", "score"):
             if key not in r:
                 hint = " (is this a ground-truth file? results carry a score per person)" if key == "score" else ""

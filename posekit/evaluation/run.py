@@ -11,10 +11,13 @@ from scipy.optimize import linear_sum_assignment
 
 from posekit.data.datasets import DatasetError, Sample, detect_spec, read_coco, read_lsp, read_mpii, read_posetrack, to_coco_dict
 from posekit.data.specs import convert_keypoints, get_spec
-from posekit.evaluation.checks import check_coco_gt, check_results, gt_ids_by_name, ids_by_file, read_json_file
+from posekit.evaluation.checks import check_coco_gt, check_results, flat_keypoints, gt_ids_by_name, ids_by_file, read_json_file
 from posekit.evaluation.coco import evaluate_coco_keypoints, evaluate_crowdpose, evaluate_parts
 from posekit.evaluation.pck import head_sizes, lsp_pck, mpii_pckh
 from posekit.evaluation.posetrack import FramePoses, drop_ignored, ignore_polygons, posetrack_ap, posetrack_mota
+from posekit.structures import WHOLEBODY_RESULT_FIELDS
+
+WHOLEBODY_PART_FIELDS = tuple(key for key, _ in WHOLEBODY_RESULT_FIELDS[1:])  # foot_kpts, face_kpts, ... (not "keypoints")
 
 
 def read_gt_json(gt: Path) -> Any:
@@ -204,6 +207,7 @@ def convert_results(results: list[dict], src: str, dst: str) -> list[dict]:
     k = get_spec(src).num_keypoints
     out = []
     for r in results:
+        r = {key: v for key, v in flat_keypoints(r).items() if key not in WHOLEBODY_PART_FIELDS}  # one flat list, then `dst`'s
         kp = np.asarray(r["keypoints"], np.float32).reshape(1, k, 3)
         xy, s = convert_keypoints(kp[:, :, :2], kp[:, :, 2], src, dst)
         out.append({**r, "keypoints": np.concatenate([xy[0], s[0][:, None]], 1).reshape(-1).round(3).tolist()})
