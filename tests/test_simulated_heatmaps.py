@@ -87,3 +87,45 @@ def test_regression_loss_filters_invisible_and_off_map_keypoints() -> None:
     visible = torch.tensor([[1.0, 0.0, 1.0, 1.0]])  # 1: invisible; 2: GT off the map; 3: prediction off the map
     assert float(regression_loss(pred, target, visible, 8, 8)) == 0.125  # smooth-L1(0.5) of the first alone
     assert float(regression_loss(pred, target, torch.zeros(1, 4), 8, 8)) == 0.0
+
+
+def test_a_regression_student_learns_positions_deviations_and_confidence_from_a_teacher() -> None:
+    """Overfit through the head's own parameterisation (one feature vector per sample, so only the losses
+    decide): trained with L_reg + L_SH + L_CS at eq. 7's weights on a teacher whose heatmaps are anisotropic
+    Gaussians (σx 2, σy 1), the head recovers the positions, both deviations, and as its confidence the
+    teacher's value where it points: what only the teacher's maps, not the coordinates, can teach it. A teacher
+    whose peaks are below 1 pulls σ below its width (L_SH's peak-1 map matches a lower peak by narrowing)."""
+    g = torch.Generator().manual_seed(0)
+    n, k, hm = 6, 3, 24
+    target = 3 + torch.rand(n, k, 2, generator=g) * (hm - 7)  # heatmap pixels
+    features = torch.eye(n)[:, :, None, None]  # sample i -> its own feature vector
+    widths = {}
+    for peak in (1.0, 0.8):
+        widths[peak] = _fit_head(features, target, peak * simulated_heatmaps(target, torch.tensor([2.0, 1.0]).expand(n, k, 2), hm, hm), hm)
+    mu, sigma, conf, teacher = widths[1.0]
+    assert (mu - target).abs().max() < 0.1
+    assert torch.allclose(sigma, torch.tensor([2.0, 1.0]).expand(n, k, 2), atol=0.05)
+    # s takes the teacher's value at its rounded position (eq. 6): exp(-d²/2σ²) with d the rounding offset
+    assert torch.allclose(conf, teacher_value_at(teacher, mu), atol=0.02) and bool((conf > 0.85).all())
+    narrower = widths[0.8][1].mean((0, 1)) / torch.tensor([2.0, 1.0])
+    assert bool((narrower < 0.95).all() and (narrower > 0.8).all())  # measured 0.89 for both axes
+
+
+def _fit_head(features: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor, hm: int):  # noqa: ANN202
+    from posekit.distill.simulated_heatmaps import ALPHA_CS, ALPHA_SH
+    from posekit.models.heads import SimulatedHeatmapHead
+
+    torch.manual_seed(0)
+    n, k = target.shape[:2]
+    head = SimulatedHeatmapHead(n, k, (hm, hm), hidden=32)
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    visible = torch.ones(n, k)
+    for _ in range(2500):
+        mu, sigma, conf = head(features)
+        loss = regression_loss(mu, target, visible, hm, hm) + ALPHA_SH * simulated_heatmap_loss(mu, sigma, teacher)
+        loss = loss + ALPHA_CS * confidence_loss(mu, conf, teacher)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    mu, sigma, conf = (t.detach() for t in head(features))
+    return mu, sigma, conf, teacher

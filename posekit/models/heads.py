@@ -1,5 +1,5 @@
 """Heads: SimpleBaseline deconvolutions, FastPose's DUC (PixelShuffle), HRNet's 1x1, and AlphaPose's
-symmetric integral regression (../shared/docs/alphapose.txt §3.1)."""
+symmetric integral regression (../shared/docs/alphapose.txt §3.1), and DistilPose's simulated-heatmap regression head."""
 
 from __future__ import annotations
 
@@ -150,3 +150,25 @@ class IntegralHead(nn.Module):
         logits = self.heatmap_head(x)
         p, conf = two_step_normalise(logits)
         return SymmetricIntegral.apply(p), conf, logits
+
+
+class SimulatedHeatmapHead(nn.Module):
+    """A regression head for DistilPose's students (distilpose.md §3.2, the CNN variant of Table 6: DeepPose-style,
+    global pooling then a linear layer): per keypoint, coordinates (μx, μy) in heatmap pixels of a
+    `heatmap_size` (w, h) map, deviations (σx, σy) > 0 of the simulated heatmap, and a confidence s in (0, 1).
+    Returns (mu [N,K,2], sigma [N,K,2], confidence [N,K]); `posekit.distill.simulated_heatmaps` holds the losses."""
+
+    MIN_SIGMA = 0.1  # heatmap pixels: keeps exp(-d²/2σ²) differentiable where the prediction starts
+
+    def __init__(self, in_channels: int, num_keypoints: int, heatmap_size: tuple[int, int], hidden: int = 256) -> None:
+        super().__init__()
+        self.k = num_keypoints
+        self.register_buffer("extent", torch.tensor([heatmap_size[0] - 1, heatmap_size[1] - 1], dtype=torch.float32), persistent=False)
+        self.reduce = nn.Sequential(nn.Conv2d(in_channels, hidden, 1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(hidden, num_keypoints * 5)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.fc(self.reduce(features)).view(-1, self.k, 5)
+        mu = torch.sigmoid(out[..., 0:2]) * self.extent  # inside the map by construction
+        sigma = nn.functional.softplus(out[..., 2:4]) + self.MIN_SIGMA
+        return mu, sigma, torch.sigmoid(out[..., 4])
