@@ -58,12 +58,11 @@ def _graph_input(graph: str, image: np.ndarray) -> np.ndarray:
         return stretch(image, 512, 512)[0][None].astype(np.float32)
     if graph in MOVENET_INPUT_SIZE:
         return movenet_crops(image, np.array([[0, 0, w, h]], np.float32), MOVENET_INPUT_SIZE[graph])[0].astype(np.int32)
-    unit = {"blazepose-full": part_models.BLAZEPOSE_INPUT, "handlandmark-full": part_models.HAND_INPUT, "facemesh": part_models.FACE_INPUT}
-    signed = {"handdetect": part_detectors.PALM_INPUT, "blazeface": part_detectors.FACE_DETECT_INPUT}
-    if graph in unit:
-        return part_models.unit_input(stretch(image, unit[graph], unit[graph])[0][None]).numpy()
-    if graph in signed:
-        return part_detectors.signed_input(stretch(image, signed[graph], signed[graph])[0][None]).numpy()
+    part_classes = (part_models.BlazePoseFeet, part_models.HandLandmarks, part_models.FaceMesh, part_detectors.PalmDetector,
+                    part_detectors.FaceDetector)  # fmt: skip
+    part = {c.graph: c for c in part_classes}.get(graph)
+    if part is not None:  # its own input size and value range
+        return part.prepare(stretch(image, part.size, part.size)[0][None]).numpy()
     return stretch(image, 256, 256)[0][None].astype(np.int32)
 
 

@@ -40,6 +40,10 @@ class Detections:
     side: np.ndarray  # [N] the (square) box side
     points: np.ndarray  # [N,k,2] the detector's landmarks
 
+    @staticmethod
+    def empty(k: int) -> Detections:
+        return Detections(np.zeros(0, np.float32), np.zeros((0, 2), np.float32), np.zeros(0, np.float32), np.zeros((0, k, 2), np.float32))
+
 
 def _decode(rows: np.ndarray, logits: np.ndarray, anchors: np.ndarray, mats: np.ndarray, size: int, k: int,
             accept: np.ndarray | None) -> Detections:  # fmt: skip
@@ -73,6 +77,7 @@ class PalmDetector:
     box, 7 palm points: wrist, index/middle/ring/pinky MCP, two thumb joints)."""
 
     graph, size, k = "handdetect", PALM_INPUT, 7
+    prepare = staticmethod(signed_input)  # uint8 crops -> the graph's input
     anchors = ssd_anchors(PALM_INPUT, (8, 16, 32), (2, 2, 6))
 
     def __init__(self, backend: str = "torch") -> None:
@@ -80,7 +85,7 @@ class PalmDetector:
 
     def raw(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Box rows [N,2944,18] and score logits [N,2944]."""
-        out = self.module(signed_input(crops))
+        out = self.module(self.prepare(crops))
         out = (out[0] if isinstance(out, (list, tuple)) else out).numpy().reshape(len(crops), -1, 19)
         return out[:, :, 1:], out[:, :, 0]
 
@@ -88,7 +93,7 @@ class PalmDetector:
         """The best palm of each crop whose wrist point lies within `max_wrist_distance` [N] image pixels of the
         expected wrist [N,2] (a region often holds the other hand or another person's too)."""
         if len(crops) == 0:
-            return Detections(np.zeros(0, np.float32), np.zeros((0, 2), np.float32), np.zeros(0, np.float32), np.zeros((0, self.k, 2), np.float32))
+            return Detections.empty(self.k)
         rows, logits = self.raw(crops)
         wrist_px = apply_inverse(mats, self.anchors[None] * self.size + rows[:, :, 4:6] - 0.5)
         near = np.linalg.norm(wrist_px - wrists[:, None], axis=-1) <= max_wrist_distance[:, None]
@@ -100,6 +105,7 @@ class FaceDetector:
     right eye, left eye, nose, mouth, right ear, left ear — the subject's sides)."""
 
     graph, size, k = "blazeface", FACE_DETECT_INPUT, 6
+    prepare = staticmethod(signed_input)
     anchors = ssd_anchors(FACE_DETECT_INPUT, (16, 32), (2, 6))
 
     def __init__(self, backend: str = "torch") -> None:
@@ -107,7 +113,7 @@ class FaceDetector:
 
     def raw(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Box rows [N,896,16] and score logits [N,896]."""
-        s16, r16, s32, r32 = (t.numpy() for t in self.module(signed_input(crops)))
+        s16, r16, s32, r32 = (t.numpy() for t in self.module(self.prepare(crops)))
         n = len(crops)
         rows = np.concatenate([r16.reshape(n, -1, 16), r32.reshape(n, -1, 16)], axis=1)
         return rows, np.concatenate([s16.reshape(n, -1), s32.reshape(n, -1)], axis=1)
@@ -115,6 +121,6 @@ class FaceDetector:
     def __call__(self, crops: np.ndarray, mats: np.ndarray) -> Detections:
         """The best face of each crop."""
         if len(crops) == 0:
-            return Detections(np.zeros(0, np.float32), np.zeros((0, 2), np.float32), np.zeros(0, np.float32), np.zeros((0, self.k, 2), np.float32))
+            return Detections.empty(self.k)
         rows, logits = self.raw(crops)
         return _decode(rows, logits, self.anchors, mats, self.size, self.k, None)

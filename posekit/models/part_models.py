@@ -40,6 +40,7 @@ def unit_input(crops: np.ndarray) -> torch.Tensor:
 
 class _PartModel:
     graph = ""
+    prepare = staticmethod(unit_input)  # uint8 crops -> the graph's input
 
     def __init__(self, backend: str = "torch") -> None:
         self.module = load_module(self.graph, backend=backend)
@@ -49,7 +50,7 @@ class _PartModel:
         [N,k,2] in image pixels and the flag [N]."""
         if len(crops) == 0:
             return np.zeros((0, k, 2), np.float32), np.zeros((0,), np.float32)
-        points, flag, *_ = self.module(unit_input(crops))
+        points, flag, *_ = self.module(self.prepare(crops))
         xy = apply_inverse(mats, points.numpy().reshape(len(crops), k, 3)[:, :, :2] - 0.5)
         return xy, flag.numpy().reshape(-1).astype(np.float32)
 
@@ -64,7 +65,7 @@ class BlazePoseFeet(_PartModel):
         """Landmarks [N,33,2] in image pixels and scores [N,33] = sigmoid(visibility) x pose flag."""
         if len(crops) == 0:
             return np.zeros((0, 33, 2), np.float32), np.zeros((0, 33), np.float32)
-        flag, landmarks = self.module(unit_input(crops))
+        flag, landmarks = self.module(self.prepare(crops))
         lm = landmarks.numpy().reshape(len(crops), 39, 5)[:, :33]
         xy = apply_inverse(mats, lm[:, :, :2] - 0.5)
         scores = torch.sigmoid(torch.from_numpy(lm[:, :, 3])).numpy() * flag.numpy().reshape(-1, 1)

@@ -49,6 +49,9 @@ FACE68_FROM_MESH = (
 # BlazePose has heels and one toe tip per foot ("foot index", between the big and second toes); COCO-WholeBody's
 # big and small toes both take that tip. Shifting the small toe sideways by 0.25 heel-to-toe lengths, away from
 # the other foot, scored lower on the COCO-WholeBody fixture (foot AP 0.585 vs 0.598), so it is not done.
+# The BlazePose landmark of each COCO-WholeBody foot point: left big toe, left small toe, left heel, right big toe,
+# right small toe, right heel.
+FEET_FROM_BLAZEPOSE = [parts.BLAZE_LEFT_FOOT_INDEX] * 2 + [parts.BLAZE_LEFT_HEEL] + [parts.BLAZE_RIGHT_FOOT_INDEX] * 2 + [parts.BLAZE_RIGHT_HEEL]
 
 
 def hand_crops(body: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -150,32 +153,25 @@ class WholeBodyPipeline(TopDownPipeline):
     def _feet(self, image: np.ndarray, body: Poses, xy: np.ndarray, sc: np.ndarray) -> None:
         crops, mats = crop_boxes(image, expand_box(body.boxes, 1.0, 1.25), self.feet.size, self.feet.size)
         lm, lm_sc = self.feet(crops, mats)
-        lt, rt, lh, rh = (
-            lm[:, i] for i in (parts.BLAZE_LEFT_FOOT_INDEX, parts.BLAZE_RIGHT_FOOT_INDEX, parts.BLAZE_LEFT_HEEL, parts.BLAZE_RIGHT_HEEL)
-        )
-        # COCO-WholeBody feet: left big toe, left small toe, left heel, right big toe, right small toe, right heel
-        xy[:, 17:23] = np.stack([lt, lt, lh, rt, rt, rh], axis=1)
-        idx = [parts.BLAZE_LEFT_FOOT_INDEX] * 2 + [parts.BLAZE_LEFT_HEEL] + [parts.BLAZE_RIGHT_FOOT_INDEX] * 2 + [parts.BLAZE_RIGHT_HEEL]
-        sc[:, 17:23] = lm_sc[:, idx]
+        xy[:, 17:23], sc[:, 17:23] = lm[:, FEET_FROM_BLAZEPOSE], lm_sc[:, FEET_FROM_BLAZEPOSE]
 
     def _hands(self, image: np.ndarray, body: Poses, xy: np.ndarray, sc: np.ndarray, skipped: list[str]) -> None:
         centres, sides, ups = hand_crops(body.keypoints)
-        wrist_scores = body.keypoint_scores[:, [J["left_wrist"], J["right_wrist"]]]
+        wrist_index = [J["left_wrist"], J["right_wrist"]]
+        wrists, wrist_scores = body.keypoints[:, wrist_index], body.keypoint_scores[:, wrist_index]  # [N,2,2], [N,2]
         starts = (91, 112)  # left hand, right hand in COCO-WholeBody
         run = [
             (p, h) for p in range(len(body)) for h in range(2) if self._big_enough(sides[p, h], p, ("left hand", "right hand")[h], skipped)
         ]
-        for p in range(len(body)):  # every hand starts at its wrist with score 0: skipped or unseen
-            for h in range(2):
-                xy[p, starts[h] : starts[h] + 21] = body.keypoints[p, J[("left_wrist", "right_wrist")[h]]]
+        for h in range(2):  # every hand starts at its wrist with score 0: skipped or unseen
+            xy[:, starts[h] : starts[h] + 21] = wrists[:, h, None]
         if not run:
             return
         c, s, u = (np.array([a[p, h] for p, h in run]) for a in (centres, sides, ups))
         placed = None
         if self.palm is not None:
             regions, region_mats = parts.rotated_crops(image, c, s * HAND_REGION, _upright(len(run)), self.palm.size)
-            wrists = np.array([body.keypoints[p, J[("left_wrist", "right_wrist")[h]]] for p, h in run])
-            det = self.palm(regions, region_mats, wrists, PALM_WRIST_DISTANCE * s)
+            det = self.palm(regions, region_mats, np.array([wrists[p, h] for p, h in run]), PALM_WRIST_DISTANCE * s)
             placed = (det.score, palm_to_hand_crop(det))
         points, presence = self._run_part(self.hands, image, (c, s, u), placed)
         for (p, h), pts, pr in zip(run, points, presence):

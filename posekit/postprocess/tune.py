@@ -38,7 +38,7 @@ KEYPOINT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4)
 DET_THRESHOLDS = (0.05, 0.1, 0.2, 0.3)
 # crop-scale jitter: every candidate is cropped at each of CANDIDATE_SCALES; the search tries these subsets
 CANDIDATE_SCALES = (1.0, 0.9, 1.1)
-CROP_SCALE_SETS = ((1.0,), (0.9, 1.0, 1.1))
+CROP_SCALE_SETS = ((1.0,), tuple(sorted(CANDIDATE_SCALES)))
 
 
 @dataclass
@@ -93,11 +93,11 @@ def collect_candidates(pipeline: TopDownPipeline, gt: dict, images: Path, use_gt
 def results_of(pipeline: TopDownPipeline, candidates: Iterable[Candidates], options: TopDownOptions) -> list[dict]:
     """COCO keypoint results of the candidates post-processed with `options` (the pipeline's own code)."""
     results = []
+    rows = variant_rows(options)
     for c in candidates:
         keep = np.flatnonzero(c.box_scores >= options.det_threshold)
         if len(keep) == 0:
             continue
-        rows = variant_rows(options)
         kp = c.keypoints[rows][:, keep].mean(0)  # the pipeline's average over its crop variants
         sc = c.keypoint_scores[rows][:, keep].mean(0)
         scores, order = rank_and_suppress(options, pipeline.sigmas, kp, sc, c.boxes[keep], c.box_scores[keep])
