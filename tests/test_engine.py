@@ -58,6 +58,9 @@ def test_every_config_loads_and_builds(path: Path, request: pytest.FixtureReques
     if cfg.model.family == "posedet":  # one score per candidate, over every pyramid level
         assert out[0].shape == (1, len(model.codec.candidates()[1]))
         return
+    if cfg.model.family == "distilpose" and cfg.model.output == "regression":  # (mu, sigma, score) in heatmap pixels
+        assert out[0].shape == (1, 17, 2) and (out[0] <= torch.tensor([w // model.stride - 1, h // model.stride - 1])).all()
+        return
     heatmaps = out[2] if getattr(cfg.model, "integral", False) else out if torch.is_tensor(out) else out[1]
     assert heatmaps.shape[-2:] == (h // model.stride, w // model.stride)
 

@@ -142,6 +142,9 @@ def test_trained_checkpoints_run_in_predict_track_and_eval(tmp_path: Path, data_
                                 "train.steps": 2, "data.train_range": [0, 4], "data.val_range": [70, 72]}),
         "topdown": load_config(ROOT / "configs" / "overfit_coco_mini.yaml", {"data.input_size": [64, 64], "model.head_channels": 16,
                                                                              "train.batch_size": 4, "train.steps": 2}),
+        "distilpose": load_config(ROOT / "configs" / "overfit_coco_mini.yaml",
+                                  {"data.input_size": [64, 64], "train.batch_size": 4, "train.steps": 2,
+                                   "model": {"family": "distilpose", "backbone": "stemnet", "patch": [2, 2], "dim": 32, "depth": 1, "heads": 4}}),
     }  # fmt: skip
     for family, cfg in runs.items():
         out = tmp_path / family

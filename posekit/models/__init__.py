@@ -16,11 +16,13 @@ __all__ = ["FAMILIES", "PoseModel", "build_backbone", "build_model"]
 def families() -> dict[str, type]:
     """family name (model.family in configs) -> model class; each class has `config_class`."""
     from posekit.models.centerpose import CenterPoseModel
+    from posekit.models.distilpose import DistilPoseModel
     from posekit.models.higherhrnet import HigherHRNetModel
     from posekit.models.posedet import PoseDetModel
     from posekit.models.topdown import TopDownModel
 
-    return {"topdown": TopDownModel, "centerpose": CenterPoseModel, "higherhrnet": HigherHRNetModel, "posedet": PoseDetModel}
+    return {"topdown": TopDownModel, "centerpose": CenterPoseModel, "higherhrnet": HigherHRNetModel, "posedet": PoseDetModel,
+            "distilpose": DistilPoseModel}
 
 
 def build_model(model_cfg: Any, spec: Any, input_size: tuple[int, int]) -> Any:

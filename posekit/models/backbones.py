@@ -257,7 +257,7 @@ def _graph_trunk(name: str):  # noqa: ANN202
     return build
 
 
-for _trunk in ("movenet_thunder_fpn", "movenet_multipose_fpn", "centernet_mbv3"):
+for _trunk in ("movenet_thunder_fpn", "movenet_lightning_fpn", "movenet_multipose_fpn", "centernet_mbv3"):
     BACKBONES[_trunk] = _graph_trunk(_trunk)
 
 

@@ -45,6 +45,11 @@ TRUNKS: dict[str, TrunkSpec] = {
         ((4, _MOVENET + "re_lu_2/Relu"), (8, _MOVENET + "re_lu_1/Relu"), (16, _MOVENET + "re_lu/Relu"), (32, _MOVENET + "model/out_relu/Relu6")),
         256, "MoveNet Thunder MobileNetV2 (x1.75) + FPN, pose-trained; stride-4 output 24 channels",
     ),
+    "movenet_lightning_fpn": TrunkSpec(
+        "movenet-lightning", "StatefulPartitionedCall/stack",
+        ((4, _MOVENET + "re_lu_2/Relu"), (8, _MOVENET + "re_lu_1/Relu"), (16, _MOVENET + "re_lu/Relu"), (32, _MOVENET + "model/out_relu/Relu6")),
+        192, "MoveNet Lightning MobileNetV2 (x1.0) + FPN, pose-trained; stride-4 output 24 channels",
+    ),
     "movenet_multipose_fpn": TrunkSpec(
         "movenet-multipose", "StatefulPartitionedCall/Cast",
         ((4, _MOVENET + "re_lu_2/Relu"), (8, _MOVENET + "re_lu_1/Relu"), (16, _MOVENET + "re_lu/Relu"), (32, _MOVENET + "model/out_relu/Relu6")),

@@ -168,7 +168,12 @@ class SimulatedHeatmapHead(nn.Module):
         self.fc = nn.Linear(hidden, num_keypoints * 5)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = self.fc(self.reduce(features)).view(-1, self.k, 5)
-        mu = torch.sigmoid(out[..., 0:2]) * self.extent  # inside the map by construction
-        sigma = nn.functional.softplus(out[..., 2:4]) + self.MIN_SIGMA
-        return mu, sigma, torch.sigmoid(out[..., 4])
+        return regression_activations(self.fc(self.reduce(features)).view(-1, self.k, 5), self.extent)
+
+
+def regression_activations(raw: torch.Tensor, extent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Raw [..., 5] -> μ = sigmoid × `extent` (inside the map by construction), σ = softplus + MIN_SIGMA,
+    s = sigmoid: the DistilPose student's (x, y, σx, σy, s) per keypoint."""
+    mu = torch.sigmoid(raw[..., 0:2]) * extent
+    sigma = nn.functional.softplus(raw[..., 2:4]) + SimulatedHeatmapHead.MIN_SIGMA
+    return mu, sigma, torch.sigmoid(raw[..., 4])
