@@ -149,3 +149,32 @@ def test_encoder_layer_equals_torch_transformer_layer() -> None:
     x = torch.randn(3, 10, 32)
     with torch.no_grad():
         torch.testing.assert_close(layer(x), reference(x), atol=1e-5, rtol=1e-5)
+
+
+def test_keypoint_reduction_mean_is_the_sum_over_the_teachers_keypoints(tmp_path: Path) -> None:
+    path = _save(_model("heatmap"), tmp_path / "teacher.pt")
+    batch = _batch()
+    summed = _model(teacher=str(path)).loss(batch)
+    student = _model(teacher=str(path))
+    student.cfg.keypoint_reduction = "mean"
+    averaged = student.loss(batch)
+    for term in ("simulated_heatmap", "confidence"):
+        torch.testing.assert_close(averaged[term], summed[term] / 14)
+    torch.testing.assert_close(averaged["regression"], summed["regression"])
+
+
+def test_normalised_teacher_peaks_distil_the_shape(tmp_path: Path) -> None:
+    """teacher_peaks=normalised: L_SH against each teacher map divided by its peak (maps peaking under 0.1 left
+    out); L_CS still against the raw maps."""
+    path = _save(_model("heatmap"), tmp_path / "teacher.pt")
+    batch = _batch()
+    student = _model(teacher=str(path))
+    student.cfg.teacher_peaks = "normalised"
+    terms = student.loss(batch)
+    with torch.no_grad():
+        maps = student.teacher()(batch["image"])[0]
+        mu, sigma, score = student(batch["image"])
+    peaks = maps.amax((-2, -1))
+    expected = sh.simulated_heatmap_loss(mu, sigma, maps / peaks.clamp_min(0.1)[..., None, None], (peaks >= 0.1).float())
+    torch.testing.assert_close(terms["simulated_heatmap"], sh.ALPHA_SH * expected)
+    torch.testing.assert_close(terms["confidence"], sh.ALPHA_CS * sh.confidence_loss(mu, score, maps))

@@ -27,7 +27,7 @@ def _reference(name: str, image: np.ndarray, size: int) -> list[torch.Tensor]:
     return [o.permute(0, 3, 1, 2) for o in graph(torch.from_numpy(resized[None]).to(dtype))]
 
 
-@pytest.mark.parametrize("name,size", [("movenet_thunder_fpn", 256), ("movenet_multipose_fpn", 256), ("movenet_multipose_fpn", 320),
+@pytest.mark.parametrize("name,size", [("movenet_thunder_fpn", 256), ("movenet_lightning_fpn", 192), ("movenet_multipose_fpn", 256), ("movenet_multipose_fpn", 320),
                                        ("centernet_mbv3", 512)])  # fmt: skip
 def test_trunk_features_equal_the_graph_nodes(name: str, size: int, coco_mini: Path, weights) -> None:
     trunk = build_backbone(name)

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# DistilPose's Table 4 (and Table 6's CNN variant) in miniature on LSP-Extended: the token teacher first, then
-# the same student (same seed, steps, data, schedule) with each set of losses. PCK@0.2 on the held-out
-# images 9000-9999 is printed at the end of each run (and in each run's metrics.json). ~2 h on a 2-core CPU.
+# DistilPose's Table 4 / Table 6 in miniature on LSP-Extended: the same student (same seed, steps, data,
+# schedule) trained on the regression loss alone and with Simulated Heatmaps + confidence (L_SH, L_CS) from
+# MoveNet Lightning's heatmaps on the student's own crops; once with the token encoder (DistilPose) and once
+# as the CNN variant (pooling + linear, Table 6). PCK@0.2 on the held-out images 9000-9999 is printed at the
+# end of each run (and written to each run's summary.json). About 50 min on a 2-core CPU.
+# Token distillation (L_KT, L_VT) needs the token teacher of configs/distilpose_teacher_small_lspet.yaml:
+#   posekit train configs/distilpose_teacher_small_lspet.yaml, then --set model.teacher=<its checkpoint.pt>
 set -euo pipefail
 P=.venv/bin/posekit
 O=${OUT:-outputs/train}
-T=$O/distilpose_teacher_small_lspet/checkpoint.pt
-[ -f "$T" ] || $P train configs/distilpose_teacher_small_lspet.yaml --out $O/distilpose_teacher_small_lspet
-$P train configs/distilpose_small_lspet.yaml --set model.teacher=$T --out $O/dp_all                                # L_reg + SH + CS + KT + VT
-$P train configs/distilpose_small_lspet.yaml --set model.teacher=$T --set model.token_distill=false --out $O/dp_sh  # L_reg + SH + CS
-$P train configs/distilpose_small_lspet.yaml --set 'model.teacher=""' --out $O/dp_none                                  # L_reg alone
-# Table 6: the CNN variant (pooling + linear on the same trunk), alone and with Simulated Heatmaps from MoveNet Thunder
-$P train configs/distilpose_small_lspet.yaml --set model.encoder=pooled --set 'model.teacher=""' --out $O/dp_cnn_none
-$P train configs/distilpose_small_lspet.yaml --set model.encoder=pooled --set model.teacher=movenet-thunder --out $O/dp_cnn_movenet
+C=configs/distilpose_small_lspet.yaml
+$P train $C --set 'model.teacher=""' --out $O/dp_none                                            # L_reg alone
+$P train $C --out $O/dp_sh                                                                       # + L_SH + L_CS (MoveNet Lightning)
+$P train $C --set model.keypoint_reduction=mean --out $O/dp_sh_mean                               # + L_SH + L_CS averaged over K (official code)
+$P train $C --set model.teacher_peaks=normalised --out $O/dp_sh_norm                            # + L_SH on peak-normalised teacher maps
+$P train $C --set model.encoder=pooled --set 'model.teacher=""' --out $O/dp_cnn_none             # CNN variant, L_reg alone
+$P train $C --set model.encoder=pooled --set model.teacher_peaks=normalised --out $O/dp_cnn_sh_norm  # CNN variant + L_SH (normalised) + L_CS

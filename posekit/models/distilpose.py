@@ -51,7 +51,26 @@ class DistilPoseConfig:
     teacher: str = ""  # a heatmap teacher: a distilpose heatmap checkpoint, a top-down checkpoint, movenet-thunder|lightning
     simulated_heatmaps: bool = True  # L_SH + L_CS against the teacher's maps (needs `teacher`)
     token_distill: bool = True  # L_KT + L_VT (needs a token teacher of the same layout)
+    # L_SH and L_CS over the keypoints: "sum" as eqs. 5-6 are written, "mean" as the official code reduces them
+    # (JointsMSELoss / l1_loss): K times weaker against L_reg
+    keypoint_reduction: str = "sum"
+    # L_SH against the teacher's maps as they are ("raw"), or each divided by its peak ("normalised"): eq. 2's
+    # simulated map peaks at 1, so a teacher peaking lower (MoveNet's probabilities, ~0.4) is matched by
+    # shrinking sigma to its floor; normalised, the shape is distilled and L_CS still learns the raw peak value.
+    # Maps whose peak is under 0.1 are left out of L_SH when normalised.
+    teacher_peaks: str = "raw"
     flip_test: bool = True
+
+
+def sine_positions(rows: int, cols: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """[rows*cols, dim] sine/cosine embedding of each token's (x, y) cell centre scaled to [0, 2π] (DETR /
+    TokenPose style): a quarter of the dimensions each for sin x, cos x, sin y, cos y."""
+    if dim % 4:
+        raise ValueError(f"model.dim {dim}: sine positions need a multiple of 4")
+    omega = temperature ** -(torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    ys, xs = torch.meshgrid((torch.arange(rows) + 0.5) / rows * 2 * math.pi, (torch.arange(cols) + 0.5) / cols * 2 * math.pi, indexing="ij")
+    x, y = xs.reshape(-1, 1).double() * omega, ys.reshape(-1, 1).double() * omega
+    return torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], 1).float()
 
 
 class SelfAttention(nn.Module):
@@ -101,9 +120,10 @@ class TokenEncoder(nn.Module):
         self.k = k
         self.embed = nn.Conv2d(channels, dim, patch, patch)
         self.num_patches = (gh // patch[0]) * (gw // patch[1])
-        self.position = nn.Parameter(torch.zeros(1, self.num_patches, dim))
+        # fixed 2D sine positions (TokenPose's "sine-full", the official DistilPose setting): a learnt embedding
+        # starting near 0 left the tokens without position, and a 500-step teacher stuck at the mean heatmap
+        self.register_buffer("position", sine_positions(gh // patch[0], gw // patch[1], dim)[None], persistent=False)
         self.keypoints = nn.Parameter(torch.zeros(1, k, dim))
-        nn.init.trunc_normal_(self.position, std=0.02)
         nn.init.trunc_normal_(self.keypoints, std=0.02)
         self.layers = nn.Sequential(*(EncoderLayer(dim, heads, dim * mlp_ratio) for _ in range(depth)))
         self.norm = nn.LayerNorm(dim)
@@ -125,6 +145,10 @@ class DistilPoseModel(PoseModel):
         cfg = cfg or DistilPoseConfig()
         if cfg.output not in OUTPUTS or cfg.encoder not in ENCODERS:
             raise ValueError(f"model.output {cfg.output!r} / model.encoder {cfg.encoder!r}: use {OUTPUTS} / {ENCODERS}")
+        if cfg.teacher_peaks not in ("raw", "normalised"):
+            raise ValueError(f"model.teacher_peaks {cfg.teacher_peaks!r}: use raw or normalised")
+        if cfg.keypoint_reduction not in ("sum", "mean"):
+            raise ValueError(f"model.keypoint_reduction {cfg.keypoint_reduction!r}: use sum or mean")
         if cfg.output == "heatmap" and cfg.encoder != "tokens":
             raise ValueError("model.output heatmap is the token teacher: it needs model.encoder tokens")
         self.cfg, self.spec, self.input_size = cfg, spec, tuple(input_size)
@@ -182,7 +206,13 @@ class DistilPoseModel(PoseModel):
         maps, valid, t_tokens = teacher(x)
         if self.cfg.simulated_heatmaps:
             weights = valid.to(mu)[None].expand_as(score)
-            losses["simulated_heatmap"] = sh.ALPHA_SH * sh.simulated_heatmap_loss(mu, sigma, maps, weights)
+            if self.cfg.keypoint_reduction == "mean":
+                weights = weights / valid.sum().clamp_min(1)
+            shapes, shape_weights = maps, weights
+            if self.cfg.teacher_peaks == "normalised":
+                peaks = maps.amax((-2, -1))
+                shapes, shape_weights = maps / peaks.clamp_min(0.1)[..., None, None], weights * (peaks >= 0.1)
+            losses["simulated_heatmap"] = sh.ALPHA_SH * sh.simulated_heatmap_loss(mu, sigma, shapes, shape_weights)
             losses["confidence"] = sh.ALPHA_CS * sh.confidence_loss(mu, score, maps, weights)
         if self.cfg.token_distill and t_tokens is not None and kt is not None:
             losses["keypoint_tokens"] = sh.ALPHA_KT * F.mse_loss(kt, t_tokens[0])
