@@ -178,3 +178,22 @@ def test_normalised_teacher_peaks_distil_the_shape(tmp_path: Path) -> None:
     expected = sh.simulated_heatmap_loss(mu, sigma, maps / peaks.clamp_min(0.1)[..., None, None], (peaks >= 0.1).float())
     torch.testing.assert_close(terms["simulated_heatmap"], sh.ALPHA_SH * expected)
     torch.testing.assert_close(terms["confidence"], sh.ALPHA_CS * sh.confidence_loss(mu, score, maps))
+
+
+@pytest.mark.data
+@pytest.mark.weights
+def test_shipped_distilpose_small(data_dir: Path, tmp_path: Path, weights) -> None:
+    """The shipped student matches its sha256, fits in 10 MB, and scores on held-out LSP-Extended images
+    9000-9199 what it scored when packaged (mean PCK@0.2 0.270; 0.286 on all 1 000, README)."""
+    import json
+
+    from posekit.cli import main
+    from posekit.zoo.packaged import MODELS_DIR, PACKAGED, packaged_state
+
+    assert (MODELS_DIR / "distilpose-small.safetensors").stat().st_size <= 10_000_000
+    state = packaged_state("distilpose-small")  # raises on a sha256 mismatch
+    assert state["family"] == "distilpose" and "distilpose_small_lspet" in PACKAGED["distilpose-small"].command
+    lsp, stats = data_dir / "lspet", tmp_path / "stats.json"
+    assert main(["eval", "--gt", str(lsp / "joints.mat"), "--images", str(lsp / "images"), "--range", "9000", "9200",
+                 "--model", "distilpose-small", "--out-dir", str(tmp_path / "e"), "--out", str(stats), "--quiet"]) == 0  # fmt: skip
+    assert json.loads(stats.read_text())["stats"]["Mean"] == pytest.approx(0.270, abs=0.01)

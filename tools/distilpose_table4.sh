@@ -15,4 +15,4 @@ $P train $C --out $O/dp_sh                                                      
 $P train $C --set model.keypoint_reduction=mean --out $O/dp_sh_mean                               # + L_SH + L_CS averaged over K (official code)
 $P train $C --set model.teacher_peaks=normalised --out $O/dp_sh_norm                            # + L_SH on peak-normalised teacher maps
 $P train $C --set model.encoder=pooled --set 'model.teacher=""' --out $O/dp_cnn_none             # CNN variant, L_reg alone
-$P train $C --set model.encoder=pooled --set model.teacher_peaks=normalised --out $O/dp_cnn_sh_norm  # CNN variant + L_SH (normalised) + L_CS
+$P train $C --set model.encoder=pooled --set model.keypoint_reduction=mean --out $O/dp_cnn_sh_mean  # CNN variant + L_SH + L_CS, mean over K

@@ -39,6 +39,13 @@ PACKAGED: dict[str, PackagedModel] = {
         "posekit train configs/posedet_small_mosaic.yaml --set train.steps=1500 --out outputs/train/posedet_small, then "
         "posekit.zoo.packaged.write_packaged('outputs/train/posedet_small/checkpoint.pt', 'posekit/zoo/models/posedet-small.safetensors')",
     ),
+    "distilpose-small": PackagedModel(
+        "DistilPose regression student (MoveNet Lightning trunk + token encoder), LSP-14, 128x128 crops on CenterNet boxes; "
+        "500 steps on this CPU with Simulated Heatmaps from MoveNet Lightning: weak (PCK@0.2 0.28 on held-out LSP-Extended, README)",
+        "1bdc0fb3fd6131dd2129e6b7dc7ae917a67a2836356cfeaefd68a69e5988ba62",
+        "posekit train configs/distilpose_small_lspet.yaml --set model.keypoint_reduction=mean --out outputs/train/dp_sh_mean, then "
+        "posekit.zoo.packaged.write_packaged('outputs/train/dp_sh_mean/checkpoint.pt', 'posekit/zoo/models/distilpose-small.safetensors')",
+    ),
 }
 
 
