@@ -32,10 +32,11 @@ def measure(name: str, network, example: torch.Tensor, repeat: int, threads: int
         for _ in range(repeat):
             network(example)
         ms = (time.perf_counter() - start) / repeat / len(example) * 1000
-    size = "x".join(map(str, example.shape[-2:][::-1]))
+    h, w = example.shape[-2:] if example.shape[1] == 3 else example.shape[1:3]  # NCHW crops, or MoveNet's NHWC
+    size = f"{w}x{h}"
     for measure_name, value, unit in (("ms_per_crop", ms, "ms"), ("gflops_per_crop", flops / 1e9, "GFLOPs")):
         print(json.dumps({"name": f"distilpose/{measure_name}", "config": f"{name} {size}", "value": round(value, 3), "unit": unit,
-                          "n": repeat * len(example), "machine": machine(threads)}))  # fmt: skip
+                          "n": repeat * len(example), "threads": threads, "machine": machine()}))  # fmt: skip
 
 
 def main() -> None:

@@ -440,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config", type=Path, help="YAML config (see configs/)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (bit-identical to an uninterrupted run)")
     t.add_argument("--out", help="output directory (default: the config's output)")
-    t.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override config values, e.g. train.steps=100")
+    t.add_argument("--set", nargs="*", action="extend", metavar="KEY=VALUE", help="override config values, e.g. train.steps=100 (repeatable)")
     t.add_argument("--max-steps", type=int, default=None, help="stop after this many more steps (checkpoint kept)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)

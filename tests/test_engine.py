@@ -164,3 +164,11 @@ def test_overfit_eight_real_persons(data_dir: Path, tmp_path: Path) -> None:
     assert sorted(inst.id for _, inst in on_train_dets.items) == sorted(inst.id for _, inst in trainer.train_set.items)
     ious = [box_iou(a.box[None], b.box[None])[0, 0] for (_, a), (_, b) in zip(on_train_dets.items, trainer.train_set.items)]
     assert min(ious) > 0.7, ious
+
+
+def test_repeated_set_options_all_apply() -> None:
+    """`--set a=1 --set b=2` keeps both (it kept only the last, and a Table 4 row silently trained the wrong model)."""
+    from posekit.cli import build_parser
+
+    args = build_parser().parse_args(["train", "c.yaml", "--set", "model.encoder=pooled", "--set", "a=1", "b=2"])
+    assert args.set == ["model.encoder=pooled", "a=1", "b=2"]

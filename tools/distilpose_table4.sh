@@ -3,7 +3,7 @@
 # schedule) trained on the regression loss alone and with Simulated Heatmaps + confidence (L_SH, L_CS) from
 # MoveNet Lightning's heatmaps on the student's own crops; once with the token encoder (DistilPose) and once
 # as the CNN variant (pooling + linear, Table 6). PCK@0.2 on the held-out images 9000-9999 is printed at the
-# end of each run (and written to each run's summary.json). About 50 min on a 2-core CPU.
+# end of each run (and written to each run's summary.json). About an hour on a 2-core CPU.
 # Token distillation (L_KT, L_VT) needs the token teacher of configs/distilpose_teacher_small_lspet.yaml:
 #   posekit train configs/distilpose_teacher_small_lspet.yaml, then --set model.teacher=<its checkpoint.pt>
 set -euo pipefail
@@ -14,5 +14,5 @@ $P train $C --set 'model.teacher=""' --out $O/dp_none                           
 $P train $C --out $O/dp_sh                                                                       # + L_SH + L_CS (MoveNet Lightning)
 $P train $C --set model.keypoint_reduction=mean --out $O/dp_sh_mean                               # + L_SH + L_CS averaged over K (official code)
 $P train $C --set model.teacher_peaks=normalised --out $O/dp_sh_norm                            # + L_SH on peak-normalised teacher maps
-$P train $C --set model.encoder=pooled --set 'model.teacher=""' --out $O/dp_cnn_none             # CNN variant, L_reg alone
-$P train $C --set model.encoder=pooled --set model.keypoint_reduction=mean --out $O/dp_cnn_sh_mean  # CNN variant + L_SH + L_CS, mean over K
+$P train $C --set model.encoder=pooled 'model.teacher=""' --out $O/dp_cnn_none                 # CNN variant, L_reg alone
+$P train $C --set model.encoder=pooled model.keypoint_reduction=mean --out $O/dp_cnn_sh_mean      # CNN variant + L_SH + L_CS, mean over K

@@ -61,6 +61,14 @@ class LossModule(nn.Module):
         return self.model.loss(batch)
 
 
+def crop_poses(batch: dict[str, torch.Tensor], xy: np.ndarray, scores: np.ndarray, person: np.ndarray, spec: str) -> list[Poses]:
+    """One `Poses` of one person per crop of a crops batch: keypoints `xy` [N,K,2] (crop pixels) taken back to
+    the image through the batch's matrices, with the crop's box and the person scores `person` [N]."""
+    keypoints = apply_inverse(batch["matrix"].cpu(), xy)
+    boxes = batch["box"].cpu().numpy()
+    return [Poses(keypoints[i : i + 1], scores[i : i + 1], boxes[i : i + 1], person[i : i + 1], spec) for i in range(len(xy))]
+
+
 def poses_from_keypoints(keypoints: np.ndarray, kp_scores: np.ndarray, scores: np.ndarray, spec: str, sigmas: np.ndarray,
                          nms_threshold: float | None = OKS_NMS_THRESHOLD) -> Poses:  # fmt: skip
     """Poses with boxes around their confident keypoints (all keypoints when none is), after OKS-NMS

@@ -26,10 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from posekit.codecs.heatmap import HeatmapCodec, flip_heatmaps, flip_permutation
-from posekit.data.transforms import apply_inverse
 from posekit.distill import simulated_heatmaps as sh
 from posekit.models.backbones import build_backbone
-from posekit.models.base import PoseModel
+from posekit.models.base import PoseModel, crop_poses
 from posekit.models.heads import SimulatedHeatmapHead, regression_activations
 from posekit.structures import KeypointSpec, Poses
 
@@ -255,7 +254,4 @@ class DistilPoseModel(PoseModel):
     def predict(self, batch: dict[str, torch.Tensor]) -> list[Poses]:
         """One person per crop, in image pixels; person score = box score x mean keypoint score (eq. 3)."""
         xy, scores = self.predict_crops(batch["image"])
-        keypoints = apply_inverse(batch["matrix"].cpu(), xy)
-        person = (batch["box_score"].cpu().numpy() * scores.mean(1)).astype(np.float32)
-        boxes = batch["box"].cpu().numpy()
-        return [Poses(keypoints[i : i + 1], scores[i : i + 1], boxes[i : i + 1], person[i : i + 1], self.spec.name) for i in range(len(xy))]
+        return crop_poses(batch, xy, scores, (batch["box_score"].cpu().numpy() * scores.mean(1)).astype(np.float32), self.spec.name)

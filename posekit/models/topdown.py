@@ -9,9 +9,8 @@ import numpy as np
 import torch
 
 from posekit.codecs.heatmap import HeatmapCodec, flip_heatmaps, flip_permutation
-from posekit.data.transforms import apply_inverse
 from posekit.models.backbones import build_backbone
-from posekit.models.base import PoseModel
+from posekit.models.base import PoseModel, crop_poses
 from posekit.models.heads import ConvHead, DeconvHead, DUCHead, IntegralHead, SeparableHead
 from posekit.postprocess.nms import instance_scores
 from posekit.structures import KeypointSpec, Poses
@@ -95,8 +94,5 @@ class TopDownModel(PoseModel):
     def predict(self, batch: dict[str, torch.Tensor]) -> list[Poses]:
         """One person per crop, in image pixels; person score = box score x mean keypoint score above 0.2."""
         xy, scores = self.predict_crops(batch["image"])
-        keypoints = apply_inverse(batch["matrix"].cpu(), xy)
-        box_scores = batch["box_score"].cpu().numpy().astype(np.float32)
-        person = instance_scores(box_scores, scores, KEYPOINT_SCORE_THRESHOLD)
-        boxes = batch["box"].cpu().numpy()
-        return [Poses(keypoints[i : i + 1], scores[i : i + 1], boxes[i : i + 1], person[i : i + 1], self.spec.name) for i in range(len(xy))]
+        person = instance_scores(batch["box_score"].cpu().numpy().astype(np.float32), scores, KEYPOINT_SCORE_THRESHOLD)
+        return crop_poses(batch, xy, scores, person, self.spec.name)
