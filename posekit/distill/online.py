@@ -8,7 +8,8 @@ tokens (keypoint [N,K,D], visual [N,P,D]) or None). Teachers:
 - a top-down heatmap checkpoint: its maps; same heatmap size;
 - `movenet-thunder` / `movenet-lightning`: the graph's keypoint heatmaps (probabilities) on the crop resized
   to its input, resampled onto the student's grid; joints matched by name (COCO has no LSP neck / head top).
-Everything runs under `inference_mode` in eval mode: the teacher is frozen.
+Everything runs under `no_grad` in eval mode: the teacher is frozen (not `inference_mode`: its tokens enter the
+student's autograd graph as MSE targets).
 """
 
 from __future__ import annotations
@@ -19,12 +20,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from posekit.data.specs import get_spec
 from posekit.data.transforms import MEAN, STD
+from posekit.distill.teachers import MOVENET_TEACHERS
 from posekit.errors import PosekitError
-
-MOVENET_KEYPOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
-                     "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
-                     "right_ankle")  # fmt: skip
 
 
 def channel_map(student_names: tuple[str, ...], teacher_names: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,7 +54,7 @@ class MoveNetOnlineTeacher:
         from posekit.distill.teachers import MoveNetTeacher
 
         self.teacher = MoveNetTeacher(name)
-        self.index, self.valid = channel_map(student.spec.keypoints, MOVENET_KEYPOINTS)
+        self.index, self.valid = channel_map(student.spec.keypoints, get_spec(self.teacher.spec).keypoints)
         if not self.valid.any():
             raise PosekitError(f"teacher {name}: none of the student's keypoints ({student.spec.name}) is a COCO keypoint")
         self.grid = student_grid(student, self.teacher.size, self.teacher.size // 4)
@@ -95,11 +94,11 @@ class CheckpointOnlineTeacher:
 
 
 def load_online_teacher(name_or_path: str, student: Any) -> MoveNetOnlineTeacher | CheckpointOnlineTeacher:
-    if name_or_path in ("movenet-thunder", "movenet-lightning"):
+    if name_or_path in MOVENET_TEACHERS:
         from posekit.zoo.fetch import fetch
 
         fetch([name_or_path])
         return MoveNetOnlineTeacher(name_or_path, student)
     if Path(name_or_path).exists():
         return CheckpointOnlineTeacher(name_or_path, student)
-    raise PosekitError(f"model.teacher {name_or_path!r}: not movenet-thunder, movenet-lightning or an existing checkpoint")
+    raise PosekitError(f"model.teacher {name_or_path!r}: not {' or '.join(MOVENET_TEACHERS)} or an existing checkpoint")

@@ -50,6 +50,7 @@ class Teacher(Protocol):
     def __call__(self, image: np.ndarray, boxes: np.ndarray) -> TeacherOutput: ...
 
 
+MOVENET_TEACHERS = ("movenet-thunder", "movenet-lightning")
 MOVENET_PREFIX = "StatefulPartitionedCall/"
 MOVENET_NODES = {  # the graph's head outputs (stride 4 of the crop), see models.tfjs_models
     "heatmaps": MOVENET_PREFIX + "Sigmoid",
@@ -156,7 +157,7 @@ def load_teacher(name_or_path: str | Path) -> Teacher:
     """`movenet-thunder` / `movenet-lightning`, or a top-down checkpoint path."""
     from posekit.errors import UnknownModelError
 
-    if str(name_or_path) in ("movenet-thunder", "movenet-lightning"):
+    if str(name_or_path) in MOVENET_TEACHERS:
         from posekit.zoo.fetch import fetch
 
         fetch([str(name_or_path)])

@@ -61,6 +61,11 @@ class LossModule(nn.Module):
         return self.model.loss(batch)
 
 
+def crop_heatmap_mse(heatmaps: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Top-down heatmap loss: per-keypoint MSE over the map [N,K], weighted by the target weights [N,K], mean."""
+    return (((heatmaps - target) ** 2).mean((2, 3)) * weights).mean()
+
+
 def crop_poses(batch: dict[str, torch.Tensor], xy: np.ndarray, scores: np.ndarray, person: np.ndarray, spec: str) -> list[Poses]:
     """One `Poses` of one person per crop of a crops batch: keypoints `xy` [N,K,2] (crop pixels) taken back to
     the image through the batch's matrices, with the crop's box and the person scores `person` [N]."""

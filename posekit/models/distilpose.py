@@ -28,7 +28,7 @@ from torch import nn
 from posekit.codecs.heatmap import HeatmapCodec, flip_heatmaps, flip_permutation
 from posekit.distill import simulated_heatmaps as sh
 from posekit.models.backbones import build_backbone
-from posekit.models.base import PoseModel, crop_poses
+from posekit.models.base import PoseModel, crop_heatmap_mse, crop_poses
 from posekit.models.heads import SimulatedHeatmapHead, regression_activations
 from posekit.structures import KeypointSpec, Poses
 
@@ -164,9 +164,10 @@ class DistilPoseModel(PoseModel):
             self.head = SimulatedHeatmapHead(self.backbone.out_channels, k, (hw, hh))
         else:
             self.encoder = TokenEncoder(self.backbone.out_channels, (hh, hw), cfg.patch, k, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_ratio)
-            out = 5 if cfg.output == "regression" else hw * hh
-            self.head = nn.Linear(cfg.dim, out) if cfg.output == "regression" else nn.Sequential(
-                nn.Linear(cfg.dim, cfg.dim * 2), nn.GELU(), nn.Linear(cfg.dim * 2, out))  # fmt: skip
+            if cfg.output == "regression":  # (x, y, σx, σy, s) per keypoint token
+                self.head = nn.Linear(cfg.dim, 5)
+            else:  # TokenPose: an MLP from each keypoint token to its h×w heatmap
+                self.head = nn.Sequential(nn.Linear(cfg.dim, cfg.dim * 2), nn.GELU(), nn.Linear(cfg.dim * 2, hw * hh))
         self._teacher: list[Any] = []  # a list, so the frozen teacher is no submodule (never saved, never trained)
 
     # -- network -------------------------------------------------------------------------------------
@@ -189,8 +190,7 @@ class DistilPoseModel(PoseModel):
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = batch["image"]
         if self.cfg.output == "heatmap":
-            w = batch["weights"]
-            return {"heatmap_mse": (((self(x) - batch["heatmaps"]) ** 2).mean((2, 3)) * w).mean()}
+            return {"heatmap_mse": crop_heatmap_mse(self(x), batch["heatmaps"], batch["weights"])}
         if self.cfg.encoder == "pooled":
             (mu, sigma, score), kt, vt = self(x), None, None
         else:

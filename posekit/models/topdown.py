@@ -10,7 +10,7 @@ import torch
 
 from posekit.codecs.heatmap import HeatmapCodec, flip_heatmaps, flip_permutation
 from posekit.models.backbones import build_backbone
-from posekit.models.base import PoseModel, crop_poses
+from posekit.models.base import PoseModel, crop_heatmap_mse, crop_poses
 from posekit.models.heads import ConvHead, DeconvHead, DUCHead, IntegralHead, SeparableHead
 from posekit.postprocess.nms import instance_scores
 from posekit.structures import KeypointSpec, Poses
@@ -63,7 +63,7 @@ class TopDownModel(PoseModel):
             coords = out[0]
             target = batch["keypoints"] * torch.from_numpy(self.codec.scale).to(coords.device)
             return {"integral_l1": ((coords - target).abs().sum(-1) * w).sum() / w.sum().clamp_min(1.0)}
-        return {"heatmap_mse": (((out - batch["heatmaps"]) ** 2).mean((2, 3)) * w).mean()}
+        return {"heatmap_mse": crop_heatmap_mse(out, batch["heatmaps"], w)}
 
     @torch.inference_mode()
     def crop_outputs(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
