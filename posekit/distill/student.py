@@ -1,0 +1,70 @@
+"""The student side of `posekit distill`: a training config that trains the student config's model on the
+teacher's pseudo-labels (optionally beside labelled COCO files), written next to them so the run is
+reproducible with `posekit train`, and a resumable training run through the one engine."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from posekit.engine.config import Config, ConfigError, load_config
+from posekit.errors import PosekitError
+from posekit.fileio import atomic_write_bytes
+
+# Data keys of the student config that describe how to feed the model (kept); the rest say where labelled
+# data is (replaced by the pseudo-labels).
+KEPT_DATA_KEYS = ("input_size", "augment", "num_workers")
+
+
+def student_config(config_path: Path, pseudo_labels: Path, images: int, held_out: int, out_dir: Path,
+                   labelled: list[tuple[str, str]] | None = None, overrides: dict[str, Any] | None = None) -> Path:  # fmt: skip
+    """Write OUT/student.yaml: `config_path` with its data replaced by the pseudo-labels (the first
+    `images - held_out` images train, the last `held_out` validate: agreement with the teacher) plus
+    each labelled (annotations, images) COCO source; `overrides` as `--set` gives them. Returns its path."""
+    try:
+        raw = yaml.safe_load(Path(config_path).read_text()) or {}
+    except OSError as e:
+        raise ConfigError(f"{config_path}: cannot read the student config ({e.strerror})") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{config_path}: not valid YAML ({str(e).splitlines()[0]})") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{config_path}: expected a mapping at the top level")
+    if images - held_out < 1 or held_out < 1:
+        raise PosekitError(f"{pseudo_labels}: {images} pseudo-labelled images, {held_out} held out; need at least one of each"
+                           " (more inputs, lower --kpt-thr / --person-thr, or another --holdout)")  # fmt: skip
+    data = {k: v for k, v in (raw.get("data") or {}).items() if k in KEPT_DATA_KEYS}
+    data.update({"format": "coco", "ann": str(Path(pseudo_labels).resolve()), "images": "", "train_range": [0, images - held_out],
+                 "val_range": [images - held_out, images],
+                 "extra_train": [{"ann": str(Path(a).resolve()), "images": str(Path(i).resolve())} for a, i in labelled or []]})  # fmt: skip
+    raw = {**raw, "name": f"{raw.get('name', Path(config_path).stem)}_distilled", "data": data, "output": str(Path(out_dir).resolve())}
+    path = Path(out_dir) / "student.yaml"
+    text = f"# posekit distill: {config_path} trained on the teacher's pseudo-labels ({images} images, {held_out} held out)\n"
+    atomic_write_bytes(path, (text + yaml.safe_dump(raw, sort_keys=False)).encode())
+    load_config(path, overrides)  # refuse a config that cannot be built before anything else runs
+    return path
+
+
+def train_student(config: Config, out_dir: Path, quiet: bool = False, max_steps: int | None = None) -> tuple[dict[str, Any], Path]:
+    """Train (or resume: OUT/checkpoint.pt of the same config continues bit-identically) and return the
+    engine's summary and the checkpoint path. A checkpoint of another config is refused, never overwritten."""
+    from posekit.engine.trainer import Trainer
+    from posekit.zoo.checkpoints import read_checkpoint
+
+    try:
+        trainer = Trainer(config, out_dir, quiet=quiet)
+    except ValueError as e:
+        raise PosekitError(f"{out_dir / 'student.yaml'}: {e}") from e
+    ckpt = trainer.checkpoint_path()
+    if ckpt.exists():
+        stored = read_checkpoint(ckpt)
+        if stored["config"] != asdict(config):
+            raise PosekitError(f"{ckpt}: a training run of another config (teacher, filter, inputs or --set changed); "
+                               "use another --out, or delete that folder to start over")  # fmt: skip
+        trainer.load_checkpoint()
+        print(f"resumed the student from step {trainer.step}")
+    summary = trainer.train(max_steps)
+    trainer.close()
+    return summary, ckpt
