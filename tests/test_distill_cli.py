@@ -133,12 +133,40 @@ def test_distill_cli_kill_and_rerun_gives_the_same_student(data_dir: Path, tmp_p
     assert _distill(tmp_path / "killed", inputs, "--video-stride", "20") == 1
     out = capsys.readouterr().out
     assert "(0 computed" in out and "resumed the student from step 2" in out
-    assert _distill(tmp_path / "whole", inputs, "--video-stride", "20") == 1
+    lsp = data_dir / "lspet"
+    val = ["--val", str(lsp / "joints.mat"), "--val-images", str(lsp / "images"), "--val-range", "9000", "9004"]
+    assert _distill(tmp_path / "whole", inputs, "--video-stride", "20", *val) == 1
+    stats = json.loads((tmp_path / "whole" / "val.json").read_text())["stats"]  # COCO-17 student scored on LSP joints by name
+    assert 0.0 <= stats["Mean"] <= 1.0 and "right_ankle" in stats
     a = torch.load(tmp_path / "killed" / "student" / "checkpoint.pt", weights_only=True)
     b = torch.load(tmp_path / "whole" / "student" / "checkpoint.pt", weights_only=True)
     assert a["step"] == b["step"] == 4 and a["weights_sha256"] == b["weights_sha256"]
+    ckpt = str(tmp_path / "whole" / "student" / "checkpoint.pt")  # the Lightning trunk's resizes trace to ONNX (they did not)
+    assert main(["export", "--model", ckpt, "--images", str(folder / "im00001.jpg"), "--out", str(tmp_path / "student.onnx")]) == 0
     summary = json.loads((tmp_path / "whole" / "summary.json").read_text())
     assert summary["computed"] == summary["images"] > 8 and len(summary["failed"]) == 1
     # another filter makes other labels: the old student run is refused, not silently continued
     assert _distill(tmp_path / "whole", inputs, "--video-stride", "20", "--kpt-thr", "0.5") == 2
     assert "another config" in capsys.readouterr().err
+
+
+def test_student_config_mixes_pseudo_labels_with_labelled_data(coco_mini: Path, tmp_path: Path) -> None:
+    """--labelled adds a COCO file beside the pseudo-labels: the student trains on both, validates on the
+    held-out pseudo-labelled images, and keeps its config's model, input size and schedule."""
+    from posekit.data.build import read_splits
+    from posekit.distill.student import student_config
+    from posekit.engine.config import load_config
+
+    gt = coco_mini / "annotations" / "person_keypoints_train2017.json"
+    data = json.loads(gt.read_text())
+    pseudo = {**data, "images": [{**img, "file_name": str(coco_mini / "train2017" / img["file_name"])} for img in data["images"]]}
+    labels = tmp_path / "pseudo.json"
+    labels.write_text(json.dumps(pseudo))
+    n = len(pseudo["images"])
+    path = student_config(STUDENT, labels, n, 5, tmp_path / "student", [(str(gt), str(coco_mini / "train2017"))], {"train.steps": 7})
+    cfg = load_config(path, {"train.steps": 7})
+    train, val, _ = read_splits(cfg)
+    assert len(train) == (n - 5) + n and len(val) == 5
+    assert {s.spec for s in train + val} == {"coco17"} and all(s.image_path.is_file() for s in train + val)
+    assert cfg.train.steps == 7 and cfg.model.backbone == "movenet_lightning_fpn" and tuple(cfg.data.input_size) == (128, 128)
+    assert cfg.data.format == "coco" and cfg.output == str((tmp_path / "student").resolve())

@@ -126,7 +126,8 @@ class GraphTrunk(nn.Module):
                 if not ratio:
                     out = fn(x, env[refs[1]])
                     ratio["y"], ratio["x"] = out.shape[1] / x.shape[1], out.shape[2] / x.shape[2]
-                env[name] = fn(x, torch.tensor([round(x.shape[1] * ratio["y"]), round(x.shape[2] * ratio["x"])]))
+                # int(): under ONNX tracing shapes are tensors; an exported trunk keeps the size it was traced at
+                env[name] = fn(x, torch.tensor([round(int(x.shape[1]) * ratio["y"]), round(int(x.shape[2]) * ratio["x"])]))
             else:
                 store_output(env, name, step[1](*[env[r] for r in refs]))
         return [env[n].permute(0, 3, 1, 2) for n in self.feature_nodes]
