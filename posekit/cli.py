@@ -454,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
                    " schedule; its data section is replaced by the pseudo-labels)")  # fmt: skip
     d.add_argument("--images", nargs="+", required=True, metavar="INPUT", help="unlabelled image files, folders, globs or videos")
     d.add_argument("--out", required=True, help="output folder: frames/, teacher_cache/, pseudo_labels-*.json, student/ (resumed when rerun)")
+    d.add_argument("--teacher-cache", type=Path, help="where the teacher's outputs are cached (default OUT/teacher_cache); share one"
+                   " between runs that try other filters or students")  # fmt: skip
     d.add_argument("--video-stride", type=int, default=5, help="use every Nth video frame (default 5)")
     d.add_argument("--det-thr", type=float, default=None, help="top-down teacher: person detection threshold (default: the teacher's)")
     d.add_argument("--teacher-flip", action=argparse.BooleanOptionalAction, default=None,

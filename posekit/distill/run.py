@@ -78,7 +78,7 @@ def run_distill(args: argparse.Namespace) -> int:
         raise PosekitError("no readable images or video frames in the inputs")
     estimator = build_teacher(args)
     tid = teacher_id(args.teacher, estimator)
-    teacher = TeacherPass(estimator, tid, out / "teacher_cache")
+    teacher = TeacherPass(estimator, tid, args.teacher_cache or out / "teacher_cache")
     per_image = teacher.run(images, args.quiet)
     s = teacher.summary
     failed += s.failed

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# posekit distill on real unlabelled inputs (README "posekit distill"): the same student
+# (configs/lspet_lightning_fpn_128.yaml, 500 steps, seed 0) trained (1) on LSP-Extended's labels and (2) on
+# MoveNet Thunder's poses of the same 9 000 images (labels unused) + the shared clips + coco-mini's images;
+# both scored, beside the teacher itself, on the held-out LSP-Extended images 9000-9999 (PCK@0.2).
+# Usage: tools/distill_lspet.sh [OUT_ROOT]   (about 45 min on a 2-core CPU; every step resumes when rerun)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+D=${POSEKIT_TEST_DATA:-../shared/data}
+OUT=${1:-outputs/distill_lspet}
+PK=.venv/bin/posekit
+VAL=(--gt "$D/lspet/joints.mat" --images "$D/lspet/images" --range 9000 10000)
+
+# (2) label-free: teacher pass (~30 min), pseudo-labels, student, score on the held-out LSP images
+$PK distill --teacher topdown-thunder --det-thr 0.3 --student configs/lspet_lightning_fpn_128.yaml \
+    --images "$D/lspet/images/im0[0-8]???.jpg" "$D/lspet/images/im09000.jpg" "$D"/videos/*.mp4 "$D/coco-mini/train2017" \
+    --out "$OUT/distilled" --val "$D/lspet/joints.mat" --val-images "$D/lspet/images" --val-range 9000 10000
+# (1) the same student on the labels of the same 9 000 images
+$PK train configs/lspet_lightning_fpn_128.yaml --out "$OUT/labelled"
+$PK eval "${VAL[@]}" --model "$OUT/labelled/checkpoint.pt" --out "$OUT/labelled/val.json" --out-dir "$OUT/labelled/val_predictions"
+# the teacher itself on the same boxes
+$PK eval "${VAL[@]}" --model topdown-thunder --out "$OUT/teacher_val.json" --out-dir "$OUT/teacher_predictions"
