@@ -60,16 +60,18 @@ def test_pseudo_labels_filter_by_keypoint_and_person_confidence(tmp_path: Path) 
         LabelFilter(min_keypoints=0)
 
 
-def test_video_frames_sampled_once(data_dir: Path, tmp_path: Path) -> None:
-    clip = data_dir / "videos" / "demo_spatiotemporal_det.mp4"  # 57 frames
+def test_video_frames_sampled_once(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clip = (data_dir / "videos" / "demo_spatiotemporal_det.mp4").resolve()  # 57 frames
     bad = tmp_path / "notes.txt"
     bad.write_text("not an image")
-    images, errors = collect_images([str(clip), str(bad), str(tmp_path / "missing.jpg")], tmp_path / "frames", 10)
+    monkeypatch.chdir(tmp_path)
+    images, errors = collect_images([str(clip), str(bad), str(tmp_path / "missing.jpg")], Path("frames"), 10)  # a relative --out
     assert [p.name for p in images] == [f"{k:06d}.jpg" for k in range(0, 57, 10)]
+    assert all(p.is_absolute() and p.is_file() for p in images)
     assert len(errors) == 2 and {"notes.txt: not an image or video file", "missing.jpg: no such file"} == {
         next(part for part in ("notes.txt: not an image or video file", "missing.jpg: no such file") if part in e) for e in errors}
     stamps = [p.stat().st_mtime_ns for p in images]
-    again, _ = collect_images([str(clip)], tmp_path / "frames", 10)
+    again, _ = collect_images([str(clip)], Path("frames"), 10)
     assert again == images and [p.stat().st_mtime_ns for p in again] == stamps  # not rewritten
 
 
@@ -157,6 +159,7 @@ def test_student_config_mixes_pseudo_labels_with_labelled_data(coco_mini: Path, 
     from posekit.distill.student import student_config
     from posekit.engine.config import load_config
 
+    coco_mini = coco_mini.resolve()  # pseudo-labels name files by absolute path; CI's data path is relative
     gt = coco_mini / "annotations" / "person_keypoints_train2017.json"
     data = json.loads(gt.read_text())
     pseudo = {**data, "images": [{**img, "file_name": str(coco_mini / "train2017" / img["file_name"])} for img in data["images"]]}

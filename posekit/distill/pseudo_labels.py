@@ -98,7 +98,7 @@ def collect_images(inputs: list[str], frames_dir: Path, video_stride: int) -> tu
         suffix = f.suffix.lower()
         if suffix in VIDEO_EXTS:
             frames, why = sample_video_frames(f, frames_dir, video_stride)
-            images += frames
+            images += [p.resolve() for p in frames]  # the labels name files by absolute path
             errors += why
         elif suffix in IMAGE_EXTS:
             images.append(f.resolve())
@@ -110,8 +110,8 @@ def collect_images(inputs: list[str], frames_dir: Path, video_stride: int) -> tu
 
 def teacher_id(name: str, estimator: Any) -> str:
     """Names the teacher's weights and every setting its poses depend on: the cache key's prefix."""
-    h = hashlib.sha256(name.encode())
     path = Path(name)
+    h = hashlib.sha256(b"" if path.is_file() else name.encode())  # a checkpoint is its bytes, however its path is spelled
     if path.is_file():
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
