@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from posekit.engine.config import Config, ConfigError, load_config
+from posekit.engine.config import Config, load_config, read_config_yaml
 from posekit.errors import PosekitError
 from posekit.fileio import atomic_write_bytes
 
@@ -24,14 +24,7 @@ def student_config(config_path: Path, pseudo_labels: Path, images: int, held_out
     """Write OUT/student.yaml: `config_path` with its data replaced by the pseudo-labels (the first
     `images - held_out` images train, the last `held_out` validate: agreement with the teacher) plus
     each labelled (annotations, images) COCO source; `overrides` as `--set` gives them. Returns its path."""
-    try:
-        raw = yaml.safe_load(Path(config_path).read_text()) or {}
-    except OSError as e:
-        raise ConfigError(f"{config_path}: cannot read the student config ({e.strerror})") from e
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{config_path}: not valid YAML ({str(e).splitlines()[0]})") from e
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{config_path}: expected a mapping at the top level")
+    raw = read_config_yaml(config_path)
     if images - held_out < 1 or held_out < 1:
         raise PosekitError(f"{pseudo_labels}: {images} pseudo-labelled images, {held_out} held out; need at least one of each"
                            " (more inputs, lower --kpt-thr / --person-thr, or another --holdout)")  # fmt: skip

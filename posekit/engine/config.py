@@ -183,7 +183,8 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return overrides
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+def read_config_yaml(path: str | Path) -> dict[str, Any]:
+    """A config file's YAML mapping, or a one-line ConfigError naming the file."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -193,6 +194,12 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    path = Path(path)
+    raw = read_config_yaml(path)
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, leaf = dotted.split(".")
