@@ -3,7 +3,7 @@
 # (configs/lspet_lightning_fpn_128.yaml, 500 steps, seed 0) trained (1) on LSP-Extended's labels and (2) on
 # MoveNet Thunder's poses of the same 9 000 images (labels unused) + the shared clips + coco-mini's images;
 # both scored, beside the teacher itself, on the held-out LSP-Extended images 9000-9999 (PCK@0.2).
-# Usage: tools/distill_lspet.sh [OUT_ROOT]   (about 55 min on a 2-core CPU; every step resumes when rerun)
+# Usage: tools/distill_lspet.sh [OUT_ROOT]   (about 1 h 40 min on a 2-core CPU; the distill steps resume when rerun)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${POSEKIT_TEST_DATA:-../shared/data}
@@ -29,3 +29,11 @@ $PK distill --teacher topdown-thunder --det-thr 0.3 --student configs/lspet_ligh
 G=(--gt "$D/coco-extra/annotations/person_keypoints_train2017.json" --images "$D/coco-extra/train2017")
 $PK eval "${G[@]}" --model "$OUT/distilled/student/checkpoint.pt" --out "$OUT/distilled/coco_extra.json" --out-dir "$OUT/distilled/coco_extra_predictions"
 $PK eval "${G[@]}" --model topdown-thunder --out "$OUT/teacher_coco_extra.json" --out-dir "$OUT/teacher_coco_extra_predictions"
+# three times the steps, both students
+$PK distill --teacher topdown-thunder --det-thr 0.3 --student configs/lspet_lightning_fpn_128.yaml \
+    --images "$D/lspet/images/im0[0-8]???.jpg" "$D/lspet/images/im09000.jpg" "$D"/videos/*.mp4 "$D/coco-mini/train2017" \
+    --out "$OUT/distilled_1500" --teacher-cache "$OUT/distilled/teacher_cache" --set train.steps=1500 \
+    --val "$D/lspet/joints.mat" --val-images "$D/lspet/images" --val-range 9000 10000
+$PK train configs/lspet_lightning_fpn_128.yaml --set train.steps=1500 --out "$OUT/labelled_1500"
+$PK eval "${VAL[@]}" --model "$OUT/labelled_1500/checkpoint.pt" --out "$OUT/labelled_1500/val.json" --out-dir "$OUT/labelled_1500/val_predictions"
+$PK eval "${G[@]}" --model "$OUT/distilled_1500/student/checkpoint.pt" --out "$OUT/distilled_1500/coco_extra.json" --out-dir "$OUT/distilled_1500/coco_extra_predictions"
