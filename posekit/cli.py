@@ -444,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Runs the teacher over your images and videos (cached, resumable), keeps its confident poses as"
                        " labels, trains the student config's model on them, and scores it with --val. Rerun the same command"
                        " after a kill: nothing finished is computed again.",
-                       epilog="examples:\n  posekit distill --teacher topdown-thunder --student configs/distill_student_lightning_128.yaml \\\n"
+                       epilog="examples:\n  posekit distill --teacher topdown-thunder --student configs/lspet_lightning_fpn_128.yaml \\\n"
                        "      --images my_footage/ clip.mp4 --out runs/gym\n"
                        "  posekit distill ... --val ../shared/data/lspet/joints.mat --val-images ../shared/data/lspet/images --val-range 9000 10000\n"
                        "  posekit distill ... --teacher-only          # stop after the pseudo-labels (OUT/pseudo_labels-*.json)",

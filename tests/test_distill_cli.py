@@ -147,9 +147,12 @@ def test_distill_cli_kill_and_rerun_gives_the_same_student(data_dir: Path, tmp_p
     assert main(["export", "--model", ckpt, "--images", str(folder / "im00001.jpg"), "--out", str(tmp_path / "student.onnx")]) == 0
     summary = json.loads((tmp_path / "whole" / "summary.json").read_text())
     assert summary["computed"] == summary["images"] > 8 and len(summary["failed"]) == 1
-    # another filter makes other labels: the old student run is refused, not silently continued
+    # another filter makes other labels: the old student run is refused, not silently continued, and the
+    # student.yaml beside its checkpoint still describes it
+    written = (tmp_path / "whole" / "student" / "student.yaml").read_text()
     assert _distill(tmp_path / "whole", inputs, "--video-stride", "20", "--kpt-thr", "0.5") == 2
     assert "another config" in capsys.readouterr().err
+    assert (tmp_path / "whole" / "student" / "student.yaml").read_text() == written
 
 
 def test_student_config_mixes_pseudo_labels_with_labelled_data(coco_mini: Path, tmp_path: Path) -> None:
@@ -166,8 +169,10 @@ def test_student_config_mixes_pseudo_labels_with_labelled_data(coco_mini: Path, 
     labels = tmp_path / "pseudo.json"
     labels.write_text(json.dumps(pseudo))
     n = len(pseudo["images"])
-    path = student_config(STUDENT, labels, n, 5, tmp_path / "student", [(str(gt), str(coco_mini / "train2017"))], {"train.steps": 7})
-    cfg = load_config(path, {"train.steps": 7})
+    cfg, text = student_config(STUDENT, labels, n, 5, tmp_path / "student", [(str(gt), str(coco_mini / "train2017"))], {"train.steps": 7})
+    path = tmp_path / "student.yaml"
+    path.write_text(text)
+    assert load_config(path, {"train.steps": 7}) == cfg  # the YAML written beside the run reproduces it with posekit train
     train, val, _ = read_splits(cfg)
     assert len(train) == (n - 5) + n and len(val) == 5
     assert {s.spec for s in train + val} == {"coco17"} and all(s.image_path.is_file() for s in train + val)

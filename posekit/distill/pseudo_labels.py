@@ -110,19 +110,15 @@ def collect_images(inputs: list[str], frames_dir: Path, video_stride: int) -> tu
 
 def teacher_id(name: str, estimator: Any) -> str:
     """Names the teacher's weights and every setting its poses depend on: the cache key's prefix."""
-    path = Path(name)
-    h = hashlib.sha256(b"" if path.is_file() else name.encode())  # a checkpoint is its bytes, however its path is spelled
-    if path.is_file():
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    else:
-        from posekit.zoo.store import read_manifest
+    from posekit.zoo.store import read_manifest, sha256_file
 
-        h.update(json.dumps(read_manifest(), sort_keys=True).encode())
+    path = Path(name)
+    is_checkpoint = path.is_file()
+    # a checkpoint is its bytes, however its path is spelled; a named pipeline is its name and every cached weight
+    h = hashlib.sha256(sha256_file(path).encode() if is_checkpoint else name.encode() + json.dumps(read_manifest(), sort_keys=True).encode())
     h.update(repr(getattr(estimator.pipeline, "options", None)).encode())
     h.update(f"{estimator.score_threshold}|{estimator.spec}".encode())
-    return f"{_slug(path.stem if path.is_file() else name)}-{h.hexdigest()[:16]}"
+    return f"{_slug(path.stem if is_checkpoint else name)}-{h.hexdigest()[:16]}"
 
 
 class TeacherPass:
@@ -188,7 +184,7 @@ def coco_pseudo_labels(per_image: dict[Path, dict[str, np.ndarray]], spec_name: 
     from posekit.data.specs import get_spec
 
     spec = get_spec(spec_name)
-    kept: list[tuple[bool, Path, list[dict[str, Any]], tuple[int, int]]] = []
+    kept: list[tuple[Path, list[dict[str, Any]], tuple[int, int]]] = []
     counts = {"persons": 0, "unsure_persons": 0, "keypoints": 0}
     for f, p in per_image.items():
         anns = []
@@ -206,15 +202,15 @@ def coco_pseudo_labels(per_image: dict[Path, dict[str, np.ndarray]], spec_name: 
             counts["persons" if sure else "unsure_persons"] += 1
             counts["keypoints"] += int(labelled.sum())
         if any(a["num_keypoints"] for a in anns):
-            kept.append((False, f, anns, tuple(int(v) for v in p["image_hw"])))
-    held = held_out_files([f for _, f, _, _ in kept], holdout)
-    kept = sorted(((f in held, f, anns, hw) for _, f, anns, hw in kept), key=lambda item: item[0])  # stable: input order in each part
+            kept.append((f, anns, tuple(int(v) for v in p["image_hw"])))
+    held = held_out_files([f for f, _, _ in kept], holdout)
+    kept.sort(key=lambda item: item[0] in held)  # stable: input order within each part
     images, annotations = [], []
-    for image_id, (_, f, anns, (h, w)) in enumerate(kept, start=1):
+    for image_id, (f, anns, (h, w)) in enumerate(kept, start=1):
         images.append({"id": image_id, "file_name": str(f), "width": w, "height": h})
         for a in anns:
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, **a})
     coco = {"info": {"description": "posekit distill: teacher pseudo-labels"}, "images": images, "annotations": annotations,
             "categories": [{"id": 1, "name": "person", "keypoints": list(spec.keypoints),
                                              "skeleton": [[a + 1, b + 1] for a, b in spec.skeleton]}]}  # fmt: skip
-    return coco, sum(held for held, *_ in kept), counts
+    return coco, len(held), counts

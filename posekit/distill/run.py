@@ -58,7 +58,7 @@ def validate(args: argparse.Namespace, checkpoint: Path, out: Path) -> int:
 def run_distill(args: argparse.Namespace) -> int:
     from posekit.distill.pseudo_labels import LabelFilter, TeacherPass, coco_pseudo_labels, collect_images, teacher_id
     from posekit.distill.student import student_config, train_student
-    from posekit.engine.config import load_config, parse_overrides
+    from posekit.engine.config import parse_overrides
 
     if (args.val is None) != (args.val_images is None):
         raise PosekitError("--val and --val-images go together: labelled ground truth and the folder of its images")
@@ -92,11 +92,11 @@ def run_distill(args: argparse.Namespace) -> int:
         return 1 if failed else 0
 
     student_dir = out / "student"
-    config_path = student_config(args.student, labels, len(coco["images"]), held_out, student_dir, args.labelled, overrides)
-    summary, checkpoint = train_student(load_config(config_path, overrides), student_dir, args.quiet, args.max_steps)
+    config, config_text = student_config(args.student, labels, len(coco["images"]), held_out, student_dir, args.labelled, overrides)
+    summary, checkpoint = train_student(config, config_text, student_dir, args.quiet, args.max_steps)
     agreement = {k.split("/")[-1]: v for k, v in summary.items() if k.split("/")[-1] in ("AP", "AP50", "AR")}
     rc = 1 if failed else 0
-    if args.val is not None and summary["step"] >= load_config(config_path, overrides).train.steps:
+    if args.val is not None and summary["step"] >= config.train.steps:
         rc = max(rc, validate(args, checkpoint, out))
     atomic_write_json(out / "summary.json", {"teacher": args.teacher, "teacher_id": tid, "images": s.images, "computed": s.computed,
                                              "cached": s.cached, "failed": failed, "pseudo_labels": str(labels), **counts,

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from posekit.engine.config import Config, load_config, read_config_yaml
+from posekit.engine.config import Config, config_from_raw, read_config_yaml
 from posekit.errors import PosekitError
 from posekit.fileio import atomic_write_bytes
 
@@ -20,10 +20,11 @@ KEPT_DATA_KEYS = ("input_size", "augment", "num_workers")
 
 
 def student_config(config_path: Path, pseudo_labels: Path, images: int, held_out: int, out_dir: Path,
-                   labelled: list[tuple[str, str]] | None = None, overrides: dict[str, Any] | None = None) -> Path:  # fmt: skip
-    """Write OUT/student.yaml: `config_path` with its data replaced by the pseudo-labels (the first
-    `images - held_out` images train, the last `held_out` validate: agreement with the teacher) plus
-    each labelled (annotations, images) COCO source; `overrides` as `--set` gives them. Returns its path."""
+                   labelled: list[tuple[str, str]] | None = None, overrides: dict[str, Any] | None = None) -> tuple[Config, str]:  # fmt: skip
+    """`config_path` with its data replaced by the pseudo-labels (the first `images - held_out` images train,
+    the last `held_out` validate: agreement with the teacher) plus each labelled (annotations, images) COCO
+    source, and `overrides` as `--set` gives them: the config, and the YAML text `train_student` writes
+    as OUT/student.yaml. A config that cannot be built is refused here, before anything runs."""
     raw = read_config_yaml(config_path)
     if images - held_out < 1 or held_out < 1:
         raise PosekitError(f"{pseudo_labels}: {images} pseudo-labelled images, {held_out} held out; need at least one of each"
@@ -33,16 +34,16 @@ def student_config(config_path: Path, pseudo_labels: Path, images: int, held_out
                  "val_range": [images - held_out, images],
                  "extra_train": [{"ann": str(Path(a).resolve()), "images": str(Path(i).resolve())} for a, i in labelled or []]})  # fmt: skip
     raw = {**raw, "name": f"{raw.get('name', Path(config_path).stem)}_distilled", "data": data, "output": str(Path(out_dir).resolve())}
-    path = Path(out_dir) / "student.yaml"
-    text = f"# posekit distill: {config_path} trained on the teacher's pseudo-labels ({images} images, {held_out} held out)\n"
-    atomic_write_bytes(path, (text + yaml.safe_dump(raw, sort_keys=False)).encode())
-    load_config(path, overrides)  # refuse a config that cannot be built before anything else runs
-    return path
+    where = str(Path(out_dir) / "student.yaml")
+    header = f"# posekit distill: {config_path} trained on the teacher's pseudo-labels ({images} images, {held_out} held out)\n"
+    return config_from_raw(raw, overrides, where), header + yaml.safe_dump(raw, sort_keys=False)
 
 
-def train_student(config: Config, out_dir: Path, quiet: bool = False, max_steps: int | None = None) -> tuple[dict[str, Any], Path]:
+def train_student(config: Config, config_text: str, out_dir: Path, quiet: bool = False, max_steps: int | None = None
+                  ) -> tuple[dict[str, Any], Path]:  # fmt: skip
     """Train (or resume: OUT/checkpoint.pt of the same config continues bit-identically) and return the
-    engine's summary and the checkpoint path. A checkpoint of another config is refused, never overwritten."""
+    engine's summary and the checkpoint path. A checkpoint of another config is refused, and it and its
+    OUT/student.yaml are left as they are; otherwise `config_text` is written as OUT/student.yaml."""
     from posekit.engine.trainer import Trainer
     from posekit.zoo.checkpoints import read_checkpoint
 
@@ -58,6 +59,7 @@ def train_student(config: Config, out_dir: Path, quiet: bool = False, max_steps:
                                "use another --out, or delete that folder to start over")  # fmt: skip
         trainer.load_checkpoint()
         print(f"resumed the student from step {trainer.step}")
+    atomic_write_bytes(Path(out_dir) / "student.yaml", config_text.encode())
     summary = trainer.train(max_steps)
     trainer.close()
     return summary, ckpt

@@ -4,6 +4,7 @@ one-line `ConfigError` naming the key."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -198,8 +199,12 @@ def read_config_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
-    path = Path(path)
-    raw = read_config_yaml(path)
+    return config_from_raw(read_config_yaml(path), overrides, str(path))
+
+
+def config_from_raw(raw: dict[str, Any], overrides: dict[str, Any] | None = None, where: str = "config") -> Config:
+    """A config from its YAML mapping (not modified) with `--set` overrides applied; `where` names it in errors."""
+    raw = copy.deepcopy(raw)
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, leaf = dotted.split(".")
@@ -208,6 +213,6 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {dotted}: {p} is not a section")
         node[leaf] = value
-    return build_config(raw, str(path))
+    return build_config(raw, where)
 
 
