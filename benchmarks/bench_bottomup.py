@@ -1,5 +1,5 @@
 """Cost against the number of people. Default: network ms and decoding ms (grouping, or PoseDet's pose
-NMS) per image of a whole-image model at its own input size. --pipelines: the whole `PoseEstimator` call
+NMS, SIMPLE's box decoding and grouping) per image of a whole-image model at its own input size. --pipelines: the whole `PoseEstimator` call
 (detector + one crop per person for top-down models) of each named model on the same images. Images are
 mosaics of held-out LSP-Extended persons with 1, 6 and 20 persons (1x1, 2x3, 4x5 tiles). One JSON line
 per measurement; no assertions.
@@ -37,6 +37,7 @@ def network_and_decode(args: argparse.Namespace, lsp: list) -> None:
     model = load_model(args.model).model.model  # ImagePipeline -> CheckpointImageModel -> PoseModel
     size = model.input_size[0]
     source = MosaicSource(lsp, model.spec.name)
+    decode = getattr(model, "decode", model.codec.decode)  # SIMPLE decodes with its grouping module, a model part
     rng = np.random.default_rng(0)
     for persons, grid in GRIDS.items():
         net, dec, found = [], [], []
@@ -46,7 +47,7 @@ def network_and_decode(args: argparse.Namespace, lsp: list) -> None:
             t0 = time.perf_counter()
             outputs = model.outputs(x)
             t1 = time.perf_counter()
-            kp = model.codec.decode(*(o[0] for o in outputs))[0]
+            kp = decode(*(o[0] for o in outputs))[0]
             t2 = time.perf_counter()
             if i:
                 net.append(t1 - t0)

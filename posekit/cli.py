@@ -497,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", metavar="NAME|CHECKPOINT", help="run this model (a name or a checkpoint) on --images first, then score it")
     ev.add_argument("--images", type=Path, help="with --model or --oracle: the folder of images the GT annotates")
     ev.add_argument("--oracle", metavar="FAMILY", help="score the round trip of a whole-image family's codec (centerpose, "
-                    "higherhrnet, posedet): GT encoded as targets, decoded by the family's own decoder, COCO AP")  # fmt: skip
+                    "higherhrnet, posedet, simple): GT encoded as targets, decoded by the family's own decoder, COCO AP")  # fmt: skip
     ev.add_argument("--input-size", type=int, default=512, help="with --oracle: the square model input (default 512)")
     ev.add_argument("--range", type=int, nargs=2, metavar=("START", "STOP"),
                     help="with --model on LSP: only images START..STOP-1 (e.g. 9000 10000, the held-out LSP-Extended part)")  # fmt: skip

@@ -140,6 +140,11 @@ def test_trained_checkpoints_run_in_predict_track_and_eval(tmp_path: Path, data_
         "posedet": load_config(ROOT / "configs" / "posedet_small_mosaic.yaml",
                                {"data.input_size": [128, 128], "data.mosaic.count": 8, "data.num_workers": 0, "train.batch_size": 4,
                                 "train.steps": 2, "data.train_range": [0, 4], "data.val_range": [70, 72]}),
+        # stage 2 from step 1: mimicking MoveNet Thunder (its outputs cached in the run's folder)
+        "simple": load_config(ROOT / "configs" / "simple_small_mosaic.yaml",
+                              {"data.input_size": [128, 128], "data.mosaic.count": 8, "data.num_workers": 0, "train.batch_size": 4,
+                               "train.steps": 2, "data.train_range": [0, 4], "data.val_range": [70, 72], "model.mimic_start": 1,
+                               "model.teacher_cache": str(tmp_path / "teacher_cache")}),
         "topdown": load_config(ROOT / "configs" / "overfit_coco_mini.yaml", {"data.input_size": [64, 64], "model.head_channels": 16,
                                                                              "train.batch_size": 4, "train.steps": 2}),
         "distilpose": load_config(ROOT / "configs" / "overfit_coco_mini.yaml",

@@ -11,34 +11,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.ops import box_iou, roi_align
 
-ASSIGN_IOU = 0.5  # Mask R-CNN's positive-proposal threshold
-
-
-def student_rois(heatmaps: torch.Tensor, boxes: torch.Tensor, batch_index: torch.Tensor, size: tuple[int, int], stride: float
-                 ) -> torch.Tensor:  # fmt: skip
-    """Eq. 11: each person's part of the student heatmaps [B,K,H,W] resampled to `size` (w, h): [N,K,h,w].
-    `boxes` [N,4] are xyxy in input pixels (pixel centres at integers), `batch_index` [N] their images, `stride`
-    input pixels per heatmap pixel. ROI pixel (i, j) samples the heatmaps at input point
-    (x1 + i (x2 - x1) / (w - 1), y1 + j (y2 - y1) / (h - 1)): the box's ends on the end pixels' centres, as the
-    teacher's crop of the same box maps it (`data.topdown.affine_for_box`). One bilinear sample per ROI pixel."""
-    w, h = size
-    b = boxes.to(heatmaps.dtype)
-    half_bin = torch.stack([(b[:, 2] - b[:, 0]) / max(w - 1, 1), (b[:, 3] - b[:, 1]) / max(h - 1, 1)], 1) / 2
-    # roi_align(aligned=True) reads continuous coordinates (pixel i spans [i, i + 1)): input u = x + 0.5
-    edges = torch.cat([b[:, :2] + 0.5 - half_bin, b[:, 2:] + 0.5 + half_bin], 1)
-    rois = torch.cat([batch_index[:, None].to(heatmaps.dtype), edges], 1)
-    return roi_align(heatmaps, rois, (h, w), spatial_scale=1.0 / stride, sampling_ratio=1, aligned=True)
-
-
-def assign_ground_truth(boxes: torch.Tensor, gt_boxes: torch.Tensor, iou_threshold: float = ASSIGN_IOU) -> torch.Tensor:
-    """For each detected box [N,4] the index of its best-overlapping GT box [G,4] when that IoU reaches
-    `iou_threshold`, else -1 (no ground truth: only the teacher's prediction is mimicked)."""
-    if len(boxes) == 0 or len(gt_boxes) == 0:
-        return torch.full((len(boxes),), -1, dtype=torch.long)
-    iou, index = box_iou(boxes, gt_boxes).max(1)
-    return torch.where(iou >= iou_threshold, index, torch.full_like(index, -1))
+from posekit.codecs.simple import assign_ground_truth, student_rois  # noqa: F401  (the ROI geometry lives with the codec)
 
 
 class HeatmapAdapter(nn.Module):

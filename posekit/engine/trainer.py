@@ -221,6 +221,8 @@ class Trainer:
             if self.step >= stop_at:
                 self.batch_in_epoch -= 1  # this batch was not used
                 break
+            # the step goes with the batch: a model whose loss changes with it (SIMPLE's stage 2) reads it there
+            batch["step"] = torch.tensor(self.step)
             terms = self.net({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
             loss = sum(terms.values())
             if not torch.isfinite(loss):

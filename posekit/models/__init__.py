@@ -19,10 +19,11 @@ def families() -> dict[str, type]:
     from posekit.models.distilpose import DistilPoseModel
     from posekit.models.higherhrnet import HigherHRNetModel
     from posekit.models.posedet import PoseDetModel
+    from posekit.models.simple import SimpleModel
     from posekit.models.topdown import TopDownModel
 
     return {"topdown": TopDownModel, "centerpose": CenterPoseModel, "higherhrnet": HigherHRNetModel, "posedet": PoseDetModel,
-            "distilpose": DistilPoseModel}
+            "distilpose": DistilPoseModel, "simple": SimpleModel}
 
 
 def build_model(model_cfg: Any, spec: Any, input_size: tuple[int, int]) -> Any:
