@@ -177,13 +177,14 @@ class SimpleCodec:
     def decode(self, heatmaps: torch.Tensor, boxes: torch.Tensor, box_scores: torch.Tensor, grouped: torch.Tensor
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
         """Global heatmaps [K,H,W], decoded boxes [N,4] with scores [N] and their grouped ROI maps [N,K,h,w] ->
-        keypoints [N,K,2] (input pixels), keypoint scores [N,K] and box scores [N]."""
+        keypoints [N,K,2] (input pixels), keypoint scores [N,K] (the global heatmap at the refined
+        keypoint: the grouped ROI only chooses which peak) and box scores [N]."""
         if len(boxes) == 0:
             k = self.num_keypoints
             return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32), np.zeros(0, np.float32)
-        xy, roi_value = roi_keypoints(grouped.float(), boxes.float())
-        xy, _ = refine_on_map(heatmaps.float(), xy, self.stride)
-        return xy.numpy().astype(np.float32), roi_value.clamp(0, 1).numpy().astype(np.float32), box_scores.numpy().astype(np.float32)
+        xy, _ = roi_keypoints(grouped.float(), boxes.float())
+        xy, value = refine_on_map(heatmaps.float(), xy, self.stride)
+        return xy.numpy().astype(np.float32), value.clamp(0, 1).numpy().astype(np.float32), box_scores.numpy().astype(np.float32)
 
     def oracle_decode(self, targets: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Decode the targets as a perfect network would predict them: boxes from the rendered triplet maps, and

@@ -21,7 +21,8 @@ point learning, trained to mimic a top-down teacher.
   image and boxes). `mimic_boxes`: the persons' GT boxes (default here: deterministic, so the cache serves
   every run of an ablation) or the student's own detections (Algorithm 1 as written).
 
-Losses: L_pose + α L_det + grouping + β L_m (α = β = 1 in the paper).
+Losses: L_pose + α L_det + grouping + β L_m (α = β = 1 in the paper); L_pose (eq. 8), the grouping loss and L_m
+(eqs. 14-15) all sum the squared errors over each map's pixels and average over maps.
 """
 
 from __future__ import annotations
@@ -35,17 +36,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posekit.codecs.associative_embedding import heatmap_mse
 from posekit.codecs.heatmap import flip_permutation
 from posekit.codecs.simple import SimpleCodec, own_windows, student_rois
 from posekit.models.backbones import BN_MOMENTUM, build_backbone
 from posekit.models.base import PoseModel, image_poses
 from posekit.models.centerpose import focal_loss
 from posekit.models.simple_pooling import cascade_corner_pool, center_pool
-from posekit.postprocess.nms import instance_scores
 from posekit.structures import KeypointSpec, Poses
 
-KEYPOINT_SCORE_THRESHOLD = 0.2  # keypoints counted in the person score
 MIMIC_MODES = ("none", "gt", "pred", "both")
 
 
@@ -75,6 +73,13 @@ class SimpleConfig:
     mimic_boxes: str = "gt"  # gt | detected
     mimic_sigma: float = 2.0  # teacher-frame GT heatmaps, in teacher heatmap pixels
     mimic_max_boxes: int = 8  # per image (detected boxes: the best scored)
+
+
+def map_sse(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Eq. 8: (1/K) Σ_k ||Ĥ_k - H_k||²₂ per image (squared errors summed over each map's pixels, weighted), averaged
+    over the batch; the same normalisation as the mimicking terms (eqs. 14-15), so α = β = 1 weigh them as the
+    paper does."""
+    return ((pred.float() - target) ** 2 * weights).sum((-2, -1)).mean()
 
 
 def conv_bn_relu(cin: int, cout: int, k: int = 3, dilation: int = 1) -> nn.Sequential:
@@ -118,6 +123,12 @@ class GroupingModule(nn.Module):
         xs = torch.linspace(-1, 1, w, device=rois.device, dtype=rois.dtype)[None].expand(h, w)
         coords = torch.stack([xs, ys])[None].expand(n, -1, -1, -1)
         return torch.sigmoid(self.net(torch.cat([rois, coords], 1))) * rois
+
+
+def person_scores(box_scores: np.ndarray, keypoint_scores: np.ndarray) -> np.ndarray:
+    """Box score x the mean of all K keypoint scores: MSE heatmaps peak well below 1 for a long time in training,
+    so a threshold on keypoint scores (the top-down rule) would zero every person of a young model."""
+    return (box_scores * keypoint_scores.mean(-1)).astype(np.float32) if len(box_scores) else box_scores.astype(np.float32)
 
 
 class SimpleModel(PoseModel):
@@ -192,7 +203,7 @@ class SimpleModel(PoseModel):
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         heat, box, off = self(batch["image"])
-        terms = {"pose_mse": heatmap_mse(heat, batch["heatmaps"], batch["heatmap_weights"])}
+        terms = {"pose_mse": map_sse(heat, batch["heatmaps"], batch["heatmap_weights"])}
         bw = batch["box_weights"]
         terms["det_focal"] = cfg.det_weight * focal_loss(box, batch["box_heatmaps"], bw.expand_as(box))
         ow = batch["box_offset_weights"].repeat_interleave(2, 1)
@@ -207,7 +218,7 @@ class SimpleModel(PoseModel):
             rois, grouped = self.group(heat, jittered, index)
             windows = own_windows(keypoints, jittered, tuple(cfg.roi_size), self.codec.window_sigma)
             labelled = (keypoints[:, :, 2] > 0).float()[..., None, None]
-            terms["group_mse"] = cfg.group_weight * ((grouped - rois * windows) ** 2 * labelled).mean()
+            terms["group_mse"] = cfg.group_weight * map_sse(grouped, rois * windows, labelled)
         else:
             terms["group_mse"] = heat.sum() * 0
         if self.mimicking(batch):
@@ -270,7 +281,7 @@ class SimpleModel(PoseModel):
         device = next(self.parameters()).device
         _, grouped = self.group(heat[None].to(device), boxes.to(device), torch.zeros(len(boxes), dtype=torch.long, device=device))
         kp, kp_scores, box_scores = self.codec.decode(heat.cpu(), boxes, scores, grouped.cpu())
-        return kp, kp_scores, instance_scores(box_scores, kp_scores, KEYPOINT_SCORE_THRESHOLD)
+        return kp, kp_scores, person_scores(box_scores, kp_scores)
 
     def predict(self, batch: dict[str, torch.Tensor]) -> list[Poses]:
         heat, box, off = self.outputs(batch["image"])
