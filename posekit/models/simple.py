@@ -126,9 +126,10 @@ class GroupingModule(nn.Module):
 
 
 def person_scores(box_scores: np.ndarray, keypoint_scores: np.ndarray) -> np.ndarray:
-    """Box score x the mean of all K keypoint scores: MSE heatmaps peak well below 1 for a long time in training,
-    so a threshold on keypoint scores (the top-down rule) would zero every person of a young model."""
-    return (box_scores * keypoint_scores.mean(-1)).astype(np.float32) if len(box_scores) else box_scores.astype(np.float32)
+    """The geometric mean of the box score and the mean of all K keypoint scores. MSE heatmaps peak well below 1
+    (~0.3 after a short training), so their product alone would put most true persons under the pipelines'
+    person threshold (0.1); the square root keeps the product's ranking (COCO AP unchanged) on a usable scale."""
+    return np.sqrt(box_scores * keypoint_scores.mean(-1)).astype(np.float32) if len(box_scores) else box_scores.astype(np.float32)
 
 
 class SimpleModel(PoseModel):
