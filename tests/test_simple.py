@@ -155,3 +155,30 @@ def test_detected_mimic_boxes_are_the_students_decoded_boxes() -> None:
     boxes = model.mimic_boxes({"image": torch.zeros(1, 3, 128, 128)}, logits, offsets)
     assert len(boxes) == 1 and len(boxes[0]) == 2
     assert bool((box_iou(torch.from_numpy(t["gt_boxes"][:2]), boxes[0]).max(1).values >= 0.95).all())
+
+
+@pytest.mark.data
+@pytest.mark.weights
+def test_shipped_simple_small(data_dir: Path, tmp_path: Path, weights) -> None:
+    """The shipped model matches its sha256, fits in 10 MB, and scores on the held-out coco-extra images 70-89
+    what it scored when packaged (run e of the README's Table 3: AP 0.156), through `posekit eval --model`."""
+    import json
+
+    from posekit.cli import main
+    from posekit.data.datasets import read_coco
+    from posekit.zoo.packaged import MODELS_DIR, PACKAGED, packaged_state
+
+    assert (MODELS_DIR / "simple-small.safetensors").stat().st_size <= 10_000_000
+    state = packaged_state("simple-small")  # raises on a sha256 mismatch
+    assert state["family"] == "simple" and "simple_table3" in PACKAGED["simple-small"].command
+    extra = data_dir / "coco-extra"
+    ann = extra / "annotations" / "person_keypoints_train2017.json"
+    held_out = {s.image_id for s in read_coco(ann, extra / "train2017")[70:90]}
+    gt = json.loads(ann.read_text())
+    gt["images"] = [i for i in gt["images"] if i["id"] in held_out]
+    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in held_out]
+    (tmp_path / "heldout.json").write_text(json.dumps(gt))
+    stats = tmp_path / "stats.json"
+    assert main(["eval", "--gt", str(tmp_path / "heldout.json"), "--images", str(extra / "train2017"), "--model", "simple-small",
+                 "--out-dir", str(tmp_path / "e"), "--out", str(stats), "--quiet"]) == 0  # fmt: skip
+    assert json.loads(stats.read_text())["stats"]["AP"] == pytest.approx(0.156, abs=0.01)

@@ -39,6 +39,13 @@ PACKAGED: dict[str, PackagedModel] = {
         "posekit train configs/posedet_small_mosaic.yaml --set train.steps=1500 --out outputs/train/posedet_small, then "
         "posekit.zoo.packaged.write_packaged('outputs/train/posedet_small/checkpoint.pt', 'posekit/zoo/models/posedet-small.safetensors')",
     ),
+    "simple-small": PackagedModel(
+        "SIMPLE (pose heatmaps + centre / corner-pooling person boxes + grouping module) on the MoveNet MultiPose trunk, "
+        "256x256 whole image; 300 CPU steps, then 200 more mimicking MoveNet Thunder (GT + predicted heatmaps): weak (README)",
+        "66ceee4f9671e56e802b21522b2833b6a2c54582279a5a127ebece9fb5f41f39",
+        "tools/simple_table3.sh (run e: configs/simple_small_mosaic.yaml, model.mimic=both), then "
+        "posekit.zoo.packaged.write_packaged('outputs/simple_table3/e/checkpoint.pt', 'posekit/zoo/models/simple-small.safetensors')",
+    ),
     "distilpose-small": PackagedModel(
         "DistilPose regression student (MoveNet Lightning trunk + token encoder), LSP-14, 128x128 crops on CenterNet boxes; "
         "500 steps on this CPU with Simulated Heatmaps from MoveNet Lightning: weak (PCK@0.2 0.28 on held-out LSP-Extended, README)",
