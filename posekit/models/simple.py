@@ -66,7 +66,7 @@ class SimpleConfig:
     flip_test: bool = True  # pose heatmaps averaged with the flipped image's (boxes from the plain pass)
     # mimicking (stage 2)
     teacher: str = ""  # movenet-thunder | movenet-lightning | a top-down checkpoint
-    teacher_cache: str = ""  # a folder for the teacher's outputs ("" = <checkpoint folder>/teacher_cache is not known here: none)
+    teacher_cache: str = ""  # a folder for the teacher's outputs ("" = no cache: the teacher runs on every step)
     mimic: str = "both"  # none | gt (φ1 only) | pred (φ2 only) | both
     mimic_start: int = 0  # the step stage 2 begins at (0 with no teacher: never)
     mimic_weight: float = 1.0  # β
