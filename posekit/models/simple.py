@@ -68,7 +68,7 @@ class SimpleConfig:
     teacher: str = ""  # movenet-thunder | movenet-lightning | a top-down checkpoint
     teacher_cache: str = ""  # a folder for the teacher's outputs ("" = no cache: the teacher runs on every step)
     mimic: str = "both"  # none | gt (φ1 only) | pred (φ2 only) | both
-    mimic_start: int = 0  # the step stage 2 begins at (0 with no teacher: never)
+    mimic_start: int = 0  # the step stage 2 begins at (there is no stage 2 without `teacher`)
     mimic_weight: float = 1.0  # β
     mimic_boxes: str = "gt"  # gt | detected
     mimic_sigma: float = 2.0  # teacher-frame GT heatmaps, in teacher heatmap pixels
@@ -208,7 +208,8 @@ class SimpleModel(PoseModel):
         bw = batch["box_weights"]
         terms["det_focal"] = cfg.det_weight * focal_loss(box, batch["box_heatmaps"], bw.expand_as(box))
         ow = batch["box_offset_weights"].repeat_interleave(2, 1)
-        terms["det_offset_l1"] = cfg.det_weight * cfg.offset_weight * ((off - batch["box_offsets"]).abs() * ow).sum() / ow.sum().clamp_min(1.0) * 2
+        l1 = ((off - batch["box_offsets"]).abs() * ow).sum() / ow.sum().clamp_min(1.0) * 2  # |dx| + |dy| per labelled point
+        terms["det_offset_l1"] = cfg.det_weight * cfg.offset_weight * l1
         valid = batch["gt_valid"] > 0
         boxes, keypoints = batch["gt_boxes"][valid], batch["gt_keypoints"][valid]
         index = torch.nonzero(valid)[:, 0]
