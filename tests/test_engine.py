@@ -172,3 +172,18 @@ def test_repeated_set_options_all_apply() -> None:
 
     args = build_parser().parse_args(["train", "c.yaml", "--set", "model.encoder=pooled", "--set", "a=1", "b=2"])
     assert args.set == ["model.encoder=pooled", "a=1", "b=2"]
+
+
+@pytest.mark.data
+def test_train_logs_lines_when_stdout_is_no_terminal(tmp_path: Path, data_dir: Path, capsys) -> None:
+    """Under pytest stdout is no terminal, as in a log file: no progress bar, so every `log_every` steps one line."""
+    from posekit.cli import main
+
+    config = ROOT / "configs" / "overfit_coco_mini.yaml"
+    args = ["train", str(config), "--out", str(tmp_path / "run"), "--max-steps", "2", "--set", "train.eval_every=0", "train.log_every=1"]
+    assert main(args) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines[:2]] == ["1/2", "2/2"] and "loss" in lines[0] and "lr" in lines[0]
+    quiet = ["train", str(config), "--out", str(tmp_path / "quiet"), "--max-steps", "1", "--set", "train.eval_every=0", "--quiet"]
+    assert main(quiet) == 0
+    assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ") and " loss " in line]  # the summary only

@@ -239,6 +239,9 @@ class Trainer:
             bar.update(1)
             if self.step % t.log_every == 0 or self.step == stop_at:
                 bar.set_postfix(loss=f"{loss.item():.5f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+                if bar.disable and not self.quiet and self.rank == 0:  # no bar when stdout is no terminal (a log file): a line
+                    print(f"step {self.step}/{stop_at}  loss {loss.item():.5g}  " + "  ".join(f"{k} {v.item():.4g}" for k, v in terms.items())
+                          + f"  lr {self.scheduler.get_last_lr()[0]:.2e}", flush=True)  # fmt: skip
                 if self.tb is not None:
                     self.tb.add_scalar("train/loss", loss.item(), self.step)
                     for k, v in terms.items():
