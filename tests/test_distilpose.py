@@ -163,6 +163,22 @@ def test_keypoint_reduction_mean_is_the_sum_over_the_teachers_keypoints(tmp_path
     torch.testing.assert_close(averaged["regression"], summed["regression"])
 
 
+def test_simulated_heatmaps_join_at_sh_start(tmp_path: Path) -> None:
+    """`sh_start`: no L_SH or L_CS before that training step (the trainer passes the step with the batch), every
+    eq. 7 term from it on, the same values as a run without the delay."""
+    path = _save(_model("heatmap"), tmp_path / "teacher.pt")
+    batch = _batch()
+    student = _model(teacher=str(path))
+    student.cfg.sh_start = 3
+    early = student.loss({**batch, "step": torch.tensor(2)})
+    assert "regression" in early and not {"simulated_heatmap", "confidence"} & set(early)  # token terms are not delayed
+    late = student.loss({**batch, "step": torch.tensor(3)})
+    at_once = _model(teacher=str(path)).loss(batch)
+    assert set(late) == set(at_once) and "simulated_heatmap" in late
+    for term in late:
+        torch.testing.assert_close(late[term], at_once[term])
+
+
 def test_normalised_teacher_peaks_distil_the_shape(tmp_path: Path) -> None:
     """teacher_peaks=normalised: L_SH against each teacher map divided by its peak (maps peaking under 0.1 left
     out); L_CS still against the raw maps."""

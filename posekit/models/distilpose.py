@@ -58,6 +58,9 @@ class DistilPoseConfig:
     # shrinking sigma to its floor; normalised, the shape is distilled and L_CS still learns the raw peak value.
     # Maps whose peak is under 0.1 are left out of L_SH when normalised.
     teacher_peaks: str = "raw"
+    # L_SH + L_CS join at this training step (before it L_reg, and token distillation if on): the simulated maps start from
+    # coordinates that already regress, instead of pulling sigma and mu of a random head towards the teacher
+    sh_start: int = 0
     flip_test: bool = True
 
 
@@ -203,7 +206,8 @@ class DistilPoseModel(PoseModel):
         if teacher is None:
             return losses
         maps, valid, t_tokens = teacher(x)
-        if self.cfg.simulated_heatmaps:
+        step = int(batch["step"]) if "step" in batch else self.cfg.sh_start
+        if self.cfg.simulated_heatmaps and step >= self.cfg.sh_start:
             weights = valid.to(mu)[None].expand_as(score)
             if self.cfg.keypoint_reduction == "mean":
                 weights = weights / valid.sum().clamp_min(1)
