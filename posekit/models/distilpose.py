@@ -205,9 +205,12 @@ class DistilPoseModel(PoseModel):
         teacher = self.teacher()
         if teacher is None:
             return losses
-        maps, valid, t_tokens = teacher(x)
         step = int(batch["step"]) if "step" in batch else self.cfg.sh_start
-        if self.cfg.simulated_heatmaps and step >= self.cfg.sh_start:
+        simulate = self.cfg.simulated_heatmaps and step >= self.cfg.sh_start
+        if not simulate and not (self.cfg.token_distill and kt is not None and getattr(teacher, "with_tokens", False)):
+            return losses  # before sh_start with no token term: the teacher's pass would go unused
+        maps, valid, t_tokens = teacher(x)
+        if simulate:
             weights = valid.to(mu)[None].expand_as(score)
             if self.cfg.keypoint_reduction == "mean":
                 weights = weights / valid.sum().clamp_min(1)
