@@ -99,7 +99,7 @@ class PoseEstimator:
             poses.meta["source"] = frame.source
             yield poses
 
-    def track(self, source: str | int | Path | Iterable[Any], rgb: bool = False, smooth: bool = False, embeddings: bool = False,
+    def track(self, source: str | int | Path | Iterable[Any], rgb: bool = False, smooth: bool = False, embeddings: bool = True,
               tracker_options: Any = None) -> Iterator[Poses]:  # fmt: skip
         """`stream` with track ids (`poses.track_ids`), as `posekit track` runs it: the same stages and
         tracker, frame by frame in this thread."""

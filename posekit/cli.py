@@ -415,9 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     _wholebody_args(tr)
     _render_args(tr)
     tr.add_argument("--smooth", action="store_true", help="One-Euro smoothing of keypoints over time (off by default)")
-    tr.add_argument("--embeddings", action="store_true",
-                    help="also match on appearance embeddings pooled from MoveNet features (top-down; off by default: "
-                    "on the synthetic crossing test they cost ID switches, see README)")  # fmt: skip
+    tr.add_argument("--embeddings", action=argparse.BooleanOptionalAction, default=True,
+                    help="top-down: re-find a person lost for a frame or more by appearance (MoveNet features pooled under "
+                    "the keypoints; on by default: fewer ID switches on the crossing test, see README)")  # fmt: skip
     tr.add_argument("--no-render", action="store_true", help="do not write the rendered video")
     tr.add_argument("--sequential", action="store_true", help="run the stages one after another (no threads); the default runs two frames at a "
                     "time on single-threaded workers with the onnxruntime backend, in sequence with torch (faster for each)")

@@ -12,31 +12,12 @@ import pytest
 
 from posekit.cli import main
 from posekit.data.synthetic import crossing_people, make_background, person_patches, synthetic_frames, write_video
+from posekit.evaluation.mot import mot_metrics
 from posekit.pipeline.writers import VIDEO_CODECS, pick_video_codec
-from posekit.postprocess.nms import box_iou
 
 RENDER_SUFFIX = VIDEO_CODECS[pick_video_codec()][1]  # .mp4 (H.264) or .webm (VP8), as this OpenCV can encode
 
 pytestmark = [pytest.mark.weights, pytest.mark.data]
-
-
-def mot_metrics(gts: list[list], results: list[dict]) -> dict[str, float]:
-    import motmetrics as mm
-
-    acc = mm.MOTAccumulator(auto_id=True)
-    by_frame: dict[int, list] = {}
-    for r in results:
-        by_frame.setdefault(r["image_id"] - 1, []).append(r)
-    for t, gt in enumerate(gts):
-        pr = by_frame.get(t, [])
-        g = np.array([b for _, b in gt], float).reshape(-1, 4)
-        p = np.array([[r["bbox"][0], r["bbox"][1], r["bbox"][0] + r["bbox"][2], r["bbox"][1] + r["bbox"][3]] for r in pr], float).reshape(
-            -1, 4
-        )
-        iou = box_iou(g, p) if len(g) and len(p) else np.zeros((len(g), len(p)))
-        acc.update([i for i, _ in gt], [r["track_id"] for r in pr], np.where(iou >= 0.5, 1 - iou, np.nan))
-    m = mm.metrics.create().compute(acc, metrics=["mota", "idf1", "num_switches"])
-    return {k: float(m[k].iloc[0]) for k in m.columns}
 
 
 @pytest.fixture(scope="module")

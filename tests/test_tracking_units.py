@@ -95,6 +95,32 @@ def test_tracker_keeps_ids_through_order_changes_and_a_gap() -> None:
     assert tracker.next_id == 3
 
 
+def _two_people(tracker: PoseTracker, frames: int, a_box: np.ndarray, emb: np.ndarray, swap_at: int = -1) -> list[list[int]]:
+    """Person b still and person a at `a_box[t]` (absent where None); embeddings `emb` [2,D] (b, a), swapped at `swap_at`."""
+    ids = []
+    for t in range(frames):
+        boxes = np.array([[300, 20, 400, 240]] + ([] if a_box[t] is None else [a_box[t]]), np.float32)
+        e = emb[[1, 0]] if t == swap_at else emb
+        out = tracker.update(_poses(boxes), e[: len(boxes)])
+        ids.append(out.track_ids.tolist())
+    return ids
+
+
+def test_appearance_re_finds_lost_tracks_and_never_overrides_geometry_for_visible_ones() -> None:
+    emb = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], np.float32)  # b, a: clearly different people
+    emb = np.concatenate([emb, np.ones((2, 1), np.float32)], 1)  # a common part (centred away by the tracker)
+    still, moved = np.array([0, 20, 100, 240], np.float32), np.array([130, 20, 230, 240], np.float32)
+    # a is hidden for 5 frames after 40 and comes back 130 px to the right: no overlap with where it was
+    path = [still] * 40 + [None] * 5 + [moved] * 5
+    for options, same in ((TrackerOptions(), True), (TrackerOptions(embedding_warmup=10**9), False)):
+        ids = _two_people(PoseTracker(options), 50, path, emb)
+        assert (ids[49][1] == ids[39][1]) is same  # re-found by appearance only where embeddings are used
+    # both visible, geometry unambiguous, one frame's embeddings swapped: stage 1 on visible tracks swaps ids
+    for options, kept in ((TrackerOptions(), True), (TrackerOptions(embedding_lost_only=False), False)):
+        ids = _two_people(PoseTracker(options), 50, [still] * 50, emb, swap_at=45)
+        assert (ids[45] == ids[44]) is kept
+
+
 def test_tracker_retires_tracks_after_max_age() -> None:
     tracker = PoseTracker()
     tracker.update(_poses(np.array([[0, 0, 50, 100]], np.float32)))

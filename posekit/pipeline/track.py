@@ -120,7 +120,7 @@ def build_stages(
     return [*stages, Stage("track", stage(track))]
 
 
-def iter_tracked(frames: Iterable[Frame], estimator: PoseEstimator, smooth: bool = False, embeddings: bool = False,
+def iter_tracked(frames: Iterable[Frame], estimator: PoseEstimator, smooth: bool = False, embeddings: bool = True,
                  tracker_options: TrackerOptions | None = None) -> Iterator[Item]:  # fmt: skip
     """The stages of `posekit track` run frame by frame in this thread, as a generator (the API's `track`)."""
     tracker = PoseTracker(tracker_options or TrackerOptions())
@@ -230,7 +230,7 @@ class TrackSummary:
 
 
 def run_track(
-    source: str, estimator: PoseEstimator, out_dir: Path, render: bool = True, smooth: bool = False, embeddings: bool = False,
+    source: str, estimator: PoseEstimator, out_dir: Path, render: bool = True, smooth: bool = False, embeddings: bool = True,
     concurrent: bool | None = None, quiet: bool = False, tracker_options: TrackerOptions | None = None, max_frames: int | None = None,
     render_options: dict | None = None, video_codec: str = "auto",
 ) -> TrackSummary:  # fmt: skip
@@ -246,7 +246,7 @@ def run_track(
 
 def track_frames(
     frames: Iterator[Frame], estimator: PoseEstimator, out_dir: Path, name: str = "stream", fps: float = 25.0, count: int | None = None,
-    render: bool = True, smooth: bool = False, embeddings: bool = False, concurrent: bool | None = None, quiet: bool = False,
+    render: bool = True, smooth: bool = False, embeddings: bool = True, concurrent: bool | None = None, quiet: bool = False,
     tracker_options: TrackerOptions | None = None, render_options: dict | None = None, video_codec: str = "auto",
 ) -> TrackSummary:  # fmt: skip
     """Track poses over an iterator of frames (any reader, or generated frames)."""

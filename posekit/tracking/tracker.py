@@ -82,6 +82,9 @@ class TrackerOptions:
     embedding_gate: float = 1.5  # stage 1 only links boxes whose centres are within this many box sizes
     embedding_ratio: float = 0.7  # ... and whose best match beats every other candidate by this ratio
     embedding_warmup: int = 64  # embeddings seen before stage 1 starts (their mean is used for centring)
+    # stage 1 only for tracks unseen in the last frame: appearance re-finds a person after an occlusion, geometry
+    # follows the visible ones (on the crossing test, stage 1 for every track cost 17 ID switches vs 2; README)
+    embedding_lost_only: bool = True
     fusion_threshold: float = 0.5  # mu_f of eq. 22 (paper: 0.5)
     relaxed_threshold: float = 0.9  # the lowered bar of the repeated stage 2
     lambda_np: float = 1.0  # weight of the pose distance in eq. 22
@@ -151,7 +154,8 @@ class PoseTracker:
             self.embedding_sum = embeddings.sum(0) + (0 if self.embedding_sum is None else self.embedding_sum)
             self.embedding_count += len(embeddings)
             dets = sorted(free_dets)
-            trks = [t for t in sorted(free_tracks) if self.tracks[t].embedding is not None]
+            trks = [t for t in sorted(free_tracks) if self.tracks[t].embedding is not None
+                    and (self.tracks[t].missed > 0 or not o.embedding_lost_only)]  # fmt: skip
             if dets and trks and self.embedding_count >= o.embedding_warmup:  # stage 1: identity embeddings
                 cost = 1.0 - self._centred(embeddings[dets]) @ self._centred(np.stack([self.tracks[t].embedding for t in trks])).T
                 centre_d = np.linalg.norm(_centres(poses.boxes[dets])[:, None] - _centres(predicted[trks])[None], axis=-1)

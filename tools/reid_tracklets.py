@@ -1,0 +1,150 @@
+"""Train the tracker's re-ID head on tracklets of the real clips, then measure the tracker with and without
+identity embeddings (README, "Tracking on real footage").
+
+1. Poses of topdown-thunder (--det-thr 0.1, no flip test, as `posekit track` runs) and their pose-guided
+   embeddings, once per frame of every clip of ../shared/data/videos and of the synthetic crossing video
+   (tests/test_track_cli.py's: 80 frames, 4 real COCO persons), cached under OUT/poses/.
+2. Tracklets: the default tracker (no embeddings) labels the clips; `tracklet_labels` keeps the safe part.
+3. The head trains on the tracklets of the clips named by --train-clips (default: all of them).
+4. Each tracker variant runs on the cached poses: crossing MOTA / IDF1 / ID switches (motmetrics) and,
+   per clip, the ids reported and those reported in 3 frames or fewer.
+
+    .venv/bin/python tools/reid_tracklets.py --out outputs/reid [--save posekit/zoo/models/reid-head.safetensors]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from posekit.api import PoseEstimator
+from posekit.data.synthetic import crossing_people, make_background, person_patches, synthetic_frames, write_video
+from posekit.evaluation.mot import mot_metrics
+from posekit.pipeline.stages import FrameState
+from posekit.pipeline.track import open_source
+from posekit.tracking.reid import Detection, ReIDHead, tracklet_labels, train_reid_head
+from posekit.tracking.tracker import PoseTracker, TrackerOptions
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def frame_poses(source: str, estimator: PoseEstimator) -> list:
+    """Per frame: the poses `posekit track` would hand the tracker, with their embeddings in meta."""
+    frames, _, _ = open_source(source)
+    steps = estimator.pipeline.steps(True)
+    out = []
+    for frame in frames:
+        state = FrameState(frame.image)
+        for _, fn in steps:
+            fn(state)
+        poses = state.poses
+        emb = poses.meta.pop("embeddings", np.zeros((len(poses), 1280), np.float32))
+        keep = np.flatnonzero(poses.scores >= estimator.score_threshold)
+        poses = poses.select(keep)
+        poses.meta["embeddings"] = emb[keep]
+        out.append(poses)
+    return out
+
+
+def cached_poses(name: str, source: str, out: Path, estimator: PoseEstimator) -> list:
+    path = out / "poses" / f"{name}.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    print(f"poses of {name} ...", flush=True)
+    poses = frame_poses(source, estimator)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(pickle.dumps(poses))
+    tmp.replace(path)
+    return poses
+
+
+def run_tracker(frames: list, options: TrackerOptions, head: ReIDHead | None | str) -> tuple[list[dict], PoseTracker]:
+    """Track cached poses; `head`: None (no embeddings), "raw" (the pose-guided embeddings) or a ReIDHead.
+    Returns COCO-style results with reported ids (confirmed tracks, from their first frame) and the tracker."""
+    tracker = PoseTracker(options)
+    labelled = []
+    for t, poses in enumerate(frames):
+        emb = poses.meta["embeddings"]
+        emb = None if head is None else emb if isinstance(head, str) else head.embed(emb)
+        labelled.append((t, tracker.update(poses, emb)))
+    results = []
+    for t, poses in labelled:
+        for i in range(len(poses)):
+            rid = tracker.reported.get(int(poses.track_ids[i]))
+            if rid is not None:
+                x0, y0, x1, y1 = poses.boxes[i].tolist()
+                results.append({"image_id": t + 1, "bbox": [x0, y0, x1 - x0, y1 - y0], "track_id": rid, "uid": int(poses.track_ids[i])})
+    return results, tracker
+
+
+def detections(name: str, frames: list) -> list[Detection]:
+    results, _ = run_tracker(frames, TrackerOptions(), None)
+    out = []
+    by_frame: dict[int, list] = {}
+    for r in results:
+        by_frame.setdefault(r["image_id"] - 1, []).append(r)
+    for t, poses in enumerate(frames):
+        for r in by_frame.get(t, []):
+            x, y, w, h = r["bbox"]
+            box = np.array([x, y, x + w, y + h], np.float32)
+            i = int(np.argmin(np.abs(poses.boxes - box).sum(1)))
+            out.append(Detection(name, t, r["track_id"], box, float(poses.scores[i]), poses.meta["embeddings"][i]))
+    return out
+
+
+def id_counts(results: list[dict]) -> tuple[int, int]:
+    lengths: dict[int, int] = {}
+    for r in results:
+        lengths[r["track_id"]] = lengths.get(r["track_id"], 0) + 1
+    return len(lengths), sum(1 for n in lengths.values() if n <= 3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("outputs/reid"))
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--train-clips", nargs="*", default=None, help="clip names (file stems) the head trains on; default all")
+    ap.add_argument("--steps", type=int, default=100, help="training steps of the head (100 measured better than 400)")
+    ap.add_argument("--save", type=Path, default=None, help="write the trained head here (safetensors)")
+    args = ap.parse_args(argv)
+    estimator = PoseEstimator("topdown-thunder", det_threshold=0.1, flip_test=False)
+    clips = {p.stem: p for p in sorted((args.data / "videos").glob("*.mp4"))}
+    poses = {name: cached_poses(name, str(p), args.out, estimator) for name, p in clips.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        video = Path(tmp) / "crossing.mp4"
+        people = crossing_people(person_patches(args.data / "coco-mini", 4, 220), 640, 480, 80)
+        gts = write_video(video, synthetic_frames(people, 80, make_background(640, 480)))
+        crossing = cached_poses("crossing", str(video), args.out, estimator)
+
+    train = args.train_clips or list(clips)
+    dets = [d for name in train for d in detections(name, poses[name])]
+    keep, labels, negatives, keys = tracklet_labels(dets)
+    emb = np.stack([dets[i].embedding for i in keep])
+    print(f"re-ID training: {len(keep)} detections in {len(keys)} tracklets of {len(train)} clips ({', '.join(train)})")
+    head, losses = train_reid_head(emb, labels, negatives, steps=args.steps)
+    print(f"supcon loss {np.mean(losses[:20]):.3f} (first 20 steps) -> {np.mean(losses[-20:]):.3f} (last 20)")
+    if args.save:
+        from posekit.tracking.reid import save_head
+
+        print(f"saved {args.save} sha256 {save_head(head, args.save)}")
+
+    variants = {"no embeddings (default)": None, "pose-guided MoveNet features": "raw", "re-ID head": head}
+    print("| tracker | crossing MOTA | IDF1 | ID switches | " + " | ".join(f"{n} ids / ≤ 3" for n in clips) + " |")
+    for label, h in variants.items():
+        for lost_only in (False, True) if h is not None else (False,):
+            options = TrackerOptions(embedding_lost_only=lost_only)
+            m = mot_metrics(gts, run_tracker(crossing, options, h)[0])
+            cells = [f"{m['mota']:.3f}", f"{m['idf1']:.3f}", f"{int(m['num_switches'])}"]
+            cells += ["{} / {}".format(*id_counts(run_tracker(poses[n], options, h)[0])) for n in clips]
+            print(f"| {label}{', lost tracks only' if lost_only else ''} | " + " | ".join(cells) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
