@@ -171,6 +171,11 @@ class DistilPoseModel(PoseModel):
                 self.head = nn.Linear(cfg.dim, 5)
             else:  # TokenPose: an MLP from each keypoint token to its h×w heatmap
                 self.head = nn.Sequential(nn.Linear(cfg.dim, cfg.dim * 2), nn.GELU(), nn.Linear(cfg.dim * 2, hw * hh))
+                # its last layer starts at 0: with a random one, per-image differences in the tokens only add noise to
+                # the maps, and the first steps remove them: the tokens became the same for every image and the teacher
+                # stayed at the mean heatmap (measured on 16 fixed LSP crops: 100 steps at 0.0086 vs 0.0034 from zeros)
+                nn.init.zeros_(self.head[-1].weight)
+                nn.init.zeros_(self.head[-1].bias)
         self._teacher: list[Any] = []  # a list, so the frozen teacher is no submodule (never saved, never trained)
 
     # -- network -------------------------------------------------------------------------------------
