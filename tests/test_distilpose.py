@@ -220,7 +220,7 @@ def test_normalised_teacher_peaks_distil_the_shape(tmp_path: Path) -> None:
 @pytest.mark.weights
 def test_shipped_distilpose_small(data_dir: Path, tmp_path: Path, weights) -> None:
     """The shipped student matches its sha256, fits in 10 MB, and scores on held-out LSP-Extended images
-    9000-9199 what it scored when packaged (mean PCK@0.2 0.270; 0.286 on all 1 000, README)."""
+    9000-9199 what it scored when packaged (mean PCK@0.2 0.282; 0.294 on all 1 000, README)."""
     import json
 
     from posekit.cli import main
@@ -232,4 +232,4 @@ def test_shipped_distilpose_small(data_dir: Path, tmp_path: Path, weights) -> No
     lsp, stats = data_dir / "lspet", tmp_path / "stats.json"
     assert main(["eval", "--gt", str(lsp / "joints.mat"), "--images", str(lsp / "images"), "--range", "9000", "9200",
                  "--model", "distilpose-small", "--out-dir", str(tmp_path / "e"), "--out", str(stats), "--quiet"]) == 0  # fmt: skip
-    assert json.loads(stats.read_text())["stats"]["Mean"] == pytest.approx(0.270, abs=0.01)
+    assert json.loads(stats.read_text())["stats"]["Mean"] == pytest.approx(0.282, abs=0.01)

@@ -20,3 +20,6 @@ $P train $C --set model.sh_start=250 --out $O/dp_sh_start250                    
 $P train configs/distilpose_teacher_small_lspet.yaml --out $O/dp_teacher                           # the token teacher (TokenPose-style)
 $P train $C --set model.teacher=$O/dp_teacher/checkpoint.pt model.token_distill=false model.keypoint_reduction=mean --out $O/dp_tsh
 $P train $C --set model.teacher=$O/dp_teacher/checkpoint.pt model.keypoint_reduction=mean --out $O/dp_tall   # + L_KT + L_VT: all
+# COCO-17 (AP with ground-truth boxes on coco-extra 70-89, never trained on), MoveNet Lightning as the teacher:
+$P train configs/distilpose_small_coco.yaml --set 'model.teacher=""' --out $O/dp_coco_none               # L_reg alone
+$P train configs/distilpose_small_coco.yaml --out $O/dp_coco_sh                                        # + L_SH + L_CS (mean over K)

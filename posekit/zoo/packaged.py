@@ -48,10 +48,13 @@ PACKAGED: dict[str, PackagedModel] = {
     ),
     "distilpose-small": PackagedModel(
         "DistilPose regression student (MoveNet Lightning trunk + token encoder), LSP-14, 128x128 crops on CenterNet boxes; "
-        "500 steps on this CPU with Simulated Heatmaps from MoveNet Lightning: weak (PCK@0.2 0.28 on held-out LSP-Extended, README)",
-        "1bdc0fb3fd6131dd2129e6b7dc7ae917a67a2836356cfeaefd68a69e5988ba62",
-        "posekit train configs/distilpose_small_lspet.yaml --set model.keypoint_reduction=mean --out outputs/train/dp_sh_mean, then "
-        "posekit.zoo.packaged.write_packaged('outputs/train/dp_sh_mean/checkpoint.pt', 'posekit/zoo/models/distilpose-small.safetensors')",
+        "500 steps on this CPU distilled from the token teacher (Simulated Heatmaps + token distillation): weak "
+        "(PCK@0.2 0.29 on held-out LSP-Extended, README)",
+        "52ab5674fedc1d737fc992ebad5af2c2e59c395206cb4a51d4ab2f9b999cba58",
+        "posekit train configs/distilpose_teacher_small_lspet.yaml --out outputs/train/dp_teacher; posekit train "
+        "configs/distilpose_small_lspet.yaml --set model.teacher=outputs/train/dp_teacher/checkpoint.pt model.keypoint_reduction=mean "
+        "--out outputs/train/dp_tall, then "
+        "posekit.zoo.packaged.write_packaged('outputs/train/dp_tall/checkpoint.pt', 'posekit/zoo/models/distilpose-small.safetensors')",
     ),
 }
 
