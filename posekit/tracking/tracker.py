@@ -1,7 +1,8 @@
 """Online pose tracking: AlphaPose's multi-stage identity matching (../shared/docs/alphapose.txt §4.2).
 
 Per frame: Kalman-predict every track's box. The poses scoring at least `high_threshold` go through
-stage 1, identity embeddings (cosine distance <= `embedding_threshold`, when embeddings are given), and
+stage 1, identity embeddings (cosine distance <= `embedding_threshold`, when embeddings are given; by
+default only for tracks unseen in the last frame, `embedding_lost_only`), and
 stage 2, the fusion f = (1 - IoU) + lambda_np * dist_np (+ lambda_app * appearance distance, when
 appearance descriptors are given) (eq. 22) <= `fusion_threshold`, then the same with a lowered bar
 (`relaxed_threshold`). The tracks still unmatched then take the low-scoring poses by IoU alone (ByteTrack's
