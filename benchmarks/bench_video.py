@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--people", type=int, nargs="+", default=[1, 3, 6])
     ap.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"])
     ap.add_argument("--video-codec", default="auto", choices=["auto", "h264", "vp8", "mp4v"], help="the render's codec")
+    ap.add_argument("--embeddings", action=argparse.BooleanOptionalAction, default=True, help="as `posekit track --embeddings`")
     args = ap.parse_args()
     torch.set_num_threads(2)
     data = Path(os.environ.get("POSEKIT_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -40,13 +41,14 @@ def main() -> None:
             write_video(video, synthetic_frames(people, args.frames, make_background(640, 480)))
             for mode in ("sequential", "concurrent"):
                 s = run_track(str(video), estimator, Path(tmp) / "out", render=True, concurrent=mode == "concurrent", quiet=True,
-                              video_codec=args.video_codec)  # fmt: skip
+                              video_codec=args.video_codec, embeddings=args.embeddings)  # fmt: skip
                 record = {
                     "name": "track_fps",
                     "config": {
                         "model": args.model,
                         "backend": estimator.backend,
                         "people": n,
+                        "embeddings": args.embeddings,
                         "mode": mode,
                         "video_codec": pick_video_codec(args.video_codec),
                         "frames": s.frames,
