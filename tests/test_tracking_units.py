@@ -95,7 +95,7 @@ def test_tracker_keeps_ids_through_order_changes_and_a_gap() -> None:
     assert tracker.next_id == 3
 
 
-def _two_people(tracker: PoseTracker, frames: int, a_box: np.ndarray, emb: np.ndarray, swap_at: int = -1) -> list[list[int]]:
+def _two_people(tracker: PoseTracker, frames: int, a_box: list, emb: np.ndarray, swap_at: int = -1) -> list[list[int]]:
     """Person b still and person a at `a_box[t]` (absent where None); embeddings `emb` [2,D] (b, a), swapped at `swap_at`."""
     ids = []
     for t in range(frames):

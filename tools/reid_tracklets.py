@@ -25,6 +25,7 @@ import numpy as np
 from posekit.api import PoseEstimator
 from posekit.data.synthetic import crossing_people, make_background, person_patches, synthetic_frames, write_video
 from posekit.evaluation.mot import mot_metrics
+from posekit.fileio import atomic_path
 from posekit.pipeline.stages import FrameState
 from posekit.pipeline.track import open_source
 from posekit.tracking.reid import Detection, ReIDHead, tracklet_labels, train_reid_head
@@ -57,10 +58,8 @@ def cached_poses(name: str, source: str, out: Path, estimator: PoseEstimator) ->
         return pickle.loads(path.read_bytes())
     print(f"poses of {name} ...", flush=True)
     poses = frame_poses(source, estimator)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(pickle.dumps(poses))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(pickle.dumps(poses))
     return poses
 
 
@@ -79,7 +78,7 @@ def run_tracker(frames: list, options: TrackerOptions, head: ReIDHead | None | s
             rid = tracker.reported.get(int(poses.track_ids[i]))
             if rid is not None:
                 x0, y0, x1, y1 = poses.boxes[i].tolist()
-                results.append({"image_id": t + 1, "bbox": [x0, y0, x1 - x0, y1 - y0], "track_id": rid, "uid": int(poses.track_ids[i])})
+                results.append({"image_id": t + 1, "bbox": [x0, y0, x1 - x0, y1 - y0], "track_id": rid})
     return results, tracker
 
 
@@ -134,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"saved {args.save} sha256 {save_head(head, args.save)}")
 
-    variants = {"no embeddings (default)": None, "pose-guided MoveNet features": "raw", "re-ID head": head}
+    variants = {"no embeddings (--no-embeddings)": None, "pose-guided MoveNet features": "raw", "re-ID head": head}
     print("| tracker | crossing MOTA | IDF1 | ID switches | " + " | ".join(f"{n} ids / ≤ 3" for n in clips) + " |")
     for label, h in variants.items():
         for lost_only in (False, True) if h is not None else (False,):
@@ -142,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             m = mot_metrics(gts, run_tracker(crossing, options, h)[0])
             cells = [f"{m['mota']:.3f}", f"{m['idf1']:.3f}", f"{int(m['num_switches'])}"]
             cells += ["{} / {}".format(*id_counts(run_tracker(poses[n], options, h)[0])) for n in clips]
-            print(f"| {label}{', lost tracks only' if lost_only else ''} | " + " | ".join(cells) + " |", flush=True)
+            where = ", lost tracks only" + (" (the default)" if h == "raw" else "") if lost_only else ", every track"
+            print(f"| {label}{where if h is not None else ''} | " + " | ".join(cells) + " |", flush=True)
     return 0
 
 
