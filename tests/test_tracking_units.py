@@ -121,6 +121,22 @@ def test_appearance_re_finds_lost_tracks_and_never_overrides_geometry_for_visibl
         assert (ids[45] == ids[44]) is kept
 
 
+def test_a_lost_track_never_takes_a_person_a_confirmed_track_follows() -> None:
+    """A person lost far from where they reappear gets a new track; walking back into the lost track's gate, the
+    lost track (same embedding) must not take them: it did, the new track was lost in turn and took them back
+    the next frame, two ids alternating on one person (found on test_video_structuralize.mp4)."""
+    emb = np.array([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0]], np.float32)  # a, and b far away (for centring)
+    b = np.array([900, 20, 1000, 240], np.float32)
+    tracker, ids = PoseTracker(TrackerOptions(embedding_warmup=0)), []
+    for t in range(70):
+        # a: still at x=0 for 30 frames, hidden 3, back at x=600 (outside the gate), then walks left to x=0
+        x = 0 if t < 30 else None if t < 33 else max(600 - 20 * (t - 33), 0)
+        boxes = np.array([b] + ([] if x is None else [[x, 20, x + 100, 240]]), np.float32)
+        ids.append(tracker.update(_poses(boxes), emb[[1, 0]][: len(boxes)]).track_ids.tolist())
+    assert ids[33][1] != ids[29][1]  # out of the gate: a new track
+    assert all(i[1] == ids[33][1] for i in ids[33:])  # followed by geometry, never handed back and forth
+
+
 def test_tracker_retires_tracks_after_max_age() -> None:
     tracker = PoseTracker()
     tracker.update(_poses(np.array([[0, 0, 50, 100]], np.float32)))

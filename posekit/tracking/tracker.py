@@ -2,7 +2,8 @@
 
 Per frame: Kalman-predict every track's box. The poses scoring at least `high_threshold` go through
 stage 1, identity embeddings (cosine distance <= `embedding_threshold`, when embeddings are given; by
-default only for tracks unseen in the last frame, `embedding_lost_only`), and
+default only for tracks unseen in the last frame, `embedding_lost_only`, and after the confirmed tracks seen
+in the last frame took their poses by stage 2), and
 stage 2, the fusion f = (1 - IoU) + lambda_np * dist_np (+ lambda_app * appearance distance, when
 appearance descriptors are given) (eq. 22) <= `fusion_threshold`, then the same with a lowered bar
 (`relaxed_threshold`). The tracks still unmatched then take the low-scoring poses by IoU alone (ByteTrack's
@@ -151,7 +152,18 @@ class PoseTracker:
                 if cost[r, c] <= threshold:
                     link(dets[r], trks[c])
 
+        def geometry(trks_allowed: set[int]) -> None:  # stage 2, then with the lowered bar
+            for threshold in (o.fusion_threshold, o.relaxed_threshold):
+                dets, trks = sorted(free_dets), sorted(free_tracks & trks_allowed)
+                if dets and trks:
+                    assign(dets, trks, self._fusion(poses, dets, predicted, trks, appearance), threshold)
+
         if embeddings is not None and len(embeddings):
+            if o.embedding_lost_only:
+                # confirmed tracks seen in the last frame keep their people by geometry before lost tracks look
+                # by appearance: otherwise a lost track of the same person takes the detection, the visible
+                # track is lost in turn and takes it back the next frame (two ids alternating on one person)
+                geometry({t for t in free_tracks if self.tracks[t].confirmed and self.tracks[t].missed == 0})
             self.embedding_sum = embeddings.sum(0) + (0 if self.embedding_sum is None else self.embedding_sum)
             self.embedding_count += len(embeddings)
             dets = sorted(free_dets)
@@ -163,10 +175,7 @@ class PoseTracker:
                 size = np.max(predicted[trks, 2:] - predicted[trks, :2], axis=1)[None]
                 cost = np.where(centre_d <= o.embedding_gate * size, cost, np.inf)
                 link_unambiguous(cost, o.embedding_threshold, o.embedding_ratio, lambda r, c: link(dets[r], trks[c]))
-        for threshold in (o.fusion_threshold, o.relaxed_threshold):  # stage 2, then with the lowered bar
-            dets, trks = sorted(free_dets), sorted(free_tracks)
-            if dets and trks:
-                assign(dets, trks, self._fusion(poses, dets, predicted, trks, appearance), threshold)
+        geometry(set(free_tracks))
         dets, trks = sorted(low), sorted(free_tracks)
         if dets and trks:  # ByteTrack's second pass: weak detections continue the tracks still unmatched, by IoU
             assign(dets, trks, 1.0 - box_iou(poses.boxes[dets], predicted[trks]), 1.0 - o.low_iou)
