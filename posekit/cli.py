@@ -87,6 +87,7 @@ def _codec_line(choice: str) -> str:
 def _track(args: argparse.Namespace) -> int:
     from posekit.api import PoseEstimator
     from posekit.pipeline.track import run_track
+    from posekit.tracking.tracker import TrackerOptions
 
     top_down, options = _model_options(args)
     if args.max_frames is not None and args.max_frames <= 0:
@@ -99,7 +100,8 @@ def _track(args: argparse.Namespace) -> int:
     try:
         summary = run_track(args.source, estimator, out, render=not args.no_render, smooth=args.smooth,
                             embeddings=args.embeddings, concurrent=False if args.sequential else None, quiet=args.quiet,
-                            max_frames=args.max_frames, render_options=render_options, video_codec=args.video_codec)  # fmt: skip
+                            max_frames=args.max_frames, render_options=render_options, video_codec=args.video_codec,
+                            tracker_options=TrackerOptions(camera_motion=args.camera_motion))  # fmt: skip
     except KeyboardInterrupt:
         print(f"posekit: interrupted; outputs in {out} are valid up to the last frame processed", file=sys.stderr)
         return 130
@@ -418,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--embeddings", action=argparse.BooleanOptionalAction, default=True,
                     help="top-down: re-find a person lost for a frame or more by appearance (MoveNet features pooled under "
                     "the keypoints; on by default: fewer ID switches on the crossing test, see README)")  # fmt: skip
+    tr.add_argument("--camera-motion", action=argparse.BooleanOptionalAction, default=True,
+                    help="move the tracks' predicted boxes with the camera (optical flow outside the people; on by default: "
+                    "a handheld or panning camera otherwise hands a lost track's id to whoever walks into its spot)")
     tr.add_argument("--no-render", action="store_true", help="do not write the rendered video")
     tr.add_argument("--sequential", action="store_true", help="run the stages one after another (no threads); the default runs two frames at a "
                     "time on single-threaded workers with the onnxruntime backend, in sequence with torch (faster for each)")

@@ -130,3 +130,22 @@ def test_tracked_posetrack_frames_score_with_posetrack_eval(data_dir: Path, tmp_
                  "--out", str(stats)]) == 0  # fmt: skip
     result = json.loads(stats.read_text())["stats"]
     assert result["AP"]["Total"] > 0.2 and np.isfinite(result["MOTA"]["Total"])  # 11 labelled persons, most found
+
+
+@pytest.mark.parametrize("clip", ["test_video_structuralize", "demo", "demo_skeleton", "demo_spatiotemporal_det"])
+def test_no_id_switch_on_the_real_clips_where_a_person_stays_visible(clip: str, data_dir: Path, tmp_path: Path, weights) -> None:
+    """`posekit track` as a user runs it, scored against the hand-labelled identities of
+    tests/fixtures/clip_identities.json (tools/label_identities.py): a labelled person keeps their id over
+    every run of consecutive labelled frames, and no track of 3 frames or fewer is reported."""
+    from posekit.evaluation.mot import identity_switches
+
+    labels = json.loads((Path(__file__).parent / "fixtures" / "clip_identities.json").read_text())[clip]
+    out = tmp_path / "out"
+    assert main(["track", str(data_dir / labels["video"]), "--out", str(out), "--no-render", "--quiet"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    switches = identity_switches(labels["boxes"], results)
+    assert switches["visible"] == [], switches
+    lengths: dict[int, int] = {}
+    for r in results:
+        lengths[r["track_id"]] = lengths.get(r["track_id"], 0) + 1
+    assert min(lengths.values()) > 3, lengths

@@ -25,6 +25,7 @@ from posekit.pipeline.stream import Stage, StageTimes, run_concurrent, run_seque
 from posekit.pipeline.writers import VideoRender
 from posekit.structures import Poses
 from posekit.tracking.appearance import limb_colours
+from posekit.tracking.camera_motion import CameraMotion
 from posekit.tracking.delay import ConfirmationDelay
 from posekit.tracking.smoothing import PoseSmoother
 from posekit.tracking.tracker import PoseTracker, TrackerOptions
@@ -105,12 +106,15 @@ def build_stages(
 
         return run
 
+    camera = CameraMotion() if tracker.options.camera_motion else None
+
     def track(state: FrameState) -> None:
         keep = np.flatnonzero(state.poses.scores >= estimator.score_threshold)
         poses = state.poses.select(keep)
         emb = poses.meta.pop("embeddings", None)
         appearance = limb_colours(state.image, poses) if tracker.options.lambda_app > 0 else None
-        poses = tracker.update(poses, None if emb is None else emb[keep], appearance)
+        motion = camera(state.image, poses.boxes) if camera is not None else None
+        poses = tracker.update(poses, None if emb is None else emb[keep], appearance, motion)
         if smoother is not None:
             poses = smoother(poses, (state.extras.get("timestamp_ms") or 0.0) / 1000.0)
         state.poses = poses

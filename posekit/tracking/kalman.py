@@ -46,3 +46,27 @@ class BoxKalman:
         self.x = self.x + k @ (z - self.H @ self.x)
         self.P = (np.eye(8) - k @ self.H) @ self.P
         return z_to_box(self.x)
+
+    def centre_distance(self, boxes: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance [N] of the boxes' centres to the predicted centre, under the state's
+        position covariance plus the measurement noise (DeepSORT's gate, on the position only): it widens
+        the longer a track goes unseen."""
+        h = max(self.x[3], 1.0)
+        s = self.P[:2, :2] + np.eye(2) * (self.std_position * h) ** 2
+        d = (boxes[:, :2] + boxes[:, 2:]) / 2 - self.x[:2]
+        return np.einsum("ni,ij,nj->n", d, np.linalg.inv(s), d)
+
+    def warp(self, affine: np.ndarray) -> None:
+        """Move the state by a camera motion: `affine` [2,3] maps the previous frame's pixels to this frame's
+        (a partial affine: rotation, uniform scale, translation). Centre and velocity follow it, the size
+        scales with it (BoT-SORT's camera-motion compensation)."""
+        m, shift = affine[:, :2], affine[:, 2]
+        scale = float(np.sqrt(abs(np.linalg.det(m))))
+        self.x[:2] = m @ self.x[:2] + shift
+        self.x[4:6] = m @ self.x[4:6]
+        self.x[2:4] *= scale
+        self.x[6:8] *= scale
+        t = np.eye(8)
+        t[:2, :2] = t[4:6, 4:6] = m
+        t[2:4, 2:4] = t[6:8, 6:8] = scale * np.eye(2)
+        self.P = t @ self.P @ t.T

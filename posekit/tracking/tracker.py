@@ -7,8 +7,8 @@ in the last frame took their poses by stage 2), and
 stage 2, the fusion f = (1 - IoU) + lambda_np * dist_np (+ lambda_app * appearance distance, when
 appearance descriptors are given) (eq. 22) <= `fusion_threshold`, then the same with a lowered bar
 (`relaxed_threshold`). The tracks still unmatched then take the low-scoring poses by IoU alone (ByteTrack's
-second pass: an occluded person's weak detection keeps its track); low-scoring poses matching no track are
-dropped. High-scoring poses left start tentative tracks. Lost tracks coast on their Kalman prediction for
+second pass: an occluded person's weak detection keeps its track; the high-scoring poses left too, with
+`iou_pass_all`); low-scoring poses matching no track are dropped. High-scoring poses left start tentative tracks. Lost tracks coast on their Kalman prediction for
 `max_age` frames.
 
 A tentative track is confirmed after `min_hits` consecutive matches and deleted at its first miss; only
@@ -41,10 +41,6 @@ def link_unambiguous(cost: np.ndarray, threshold: float, ratio: float, link) -> 
         others = np.concatenate([np.delete(cost[r], c), np.delete(cost[:, c], r)])
         if others.size == 0 or others.min() * ratio > best:
             link(r, c)
-
-
-def _centres(boxes: np.ndarray) -> np.ndarray:
-    return (boxes[:, :2] + boxes[:, 2:]) / 2
 
 
 def normalized_pose_distance(kp_a, sc_a, box_a, kp_b, sc_b, box_b, sigma_conf: float = 0.5, sigma_dist: float = 0.02) -> np.ndarray:
@@ -81,7 +77,10 @@ class Track:
 @dataclass
 class TrackerOptions:
     embedding_threshold: float = 0.6  # cosine distance of centred embeddings, stage 1
-    embedding_gate: float = 1.5  # stage 1 only links boxes whose centres are within this many box sizes
+    # stage 1 only links poses whose box centre is this likely where the track's Kalman filter predicts it: the
+    # squared Mahalanobis distance under the prediction's covariance (chi-square, 2 dof, 95%: 5.99), which widens
+    # the longer the track is unseen. A fixed 1.5 box sizes let a track lost for a frame take the person next to it
+    embedding_gate: float = 5.991
     embedding_ratio: float = 0.7  # ... and whose best match beats every other candidate by this ratio
     embedding_warmup: int = 64  # embeddings seen before stage 1 starts (their mean is used for centring)
     # stage 1 only for tracks unseen in the last frame: appearance re-finds a person after an occlusion, geometry
@@ -95,6 +94,10 @@ class TrackerOptions:
     high_threshold: float = 0.1  # poses scoring below this only continue tracks (second pass); they never start one
     low_iou: float = 0.5  # second pass: IoU with the predicted box a low-scoring pose needs
     min_hits: int = 4  # consecutive matches that confirm a track (so tracks of min_hits - 1 frames or fewer are never reported)
+    # the last pass by IoU alone takes every pose left, not only the weak ones: a high-scoring pose whose box
+    # changed shape (legs found again, a limb hidden) fails the fusion but still overlaps its track's box
+    iou_pass_all: bool = True
+    camera_motion: bool = True  # the pipeline estimates camera motion between frames and passes it to `update`
     lambda_app: float = 0.0  # weight of the appearance distance in the fusion (with appearance descriptors)
 
 
@@ -129,11 +132,17 @@ class PoseTracker:
             self.next_id += 1
         return self.reported.get(uid)
 
-    def update(self, poses: Poses, embeddings: np.ndarray | None = None, appearance: np.ndarray | None = None) -> Poses:
+    def update(self, poses: Poses, embeddings: np.ndarray | None = None, appearance: np.ndarray | None = None,
+               camera_motion: np.ndarray | None = None) -> Poses:  # fmt: skip
         """Assign track uids to this frame's poses (a copy of `poses` with `track_ids` set to uids; the
         low-scoring poses that continue no track are left out). `appearance` [N,D]: descriptors compared
-        by `appearance_distance` (e.g. `tracking.appearance.limb_colours`)."""
+        by `appearance_distance` (e.g. `tracking.appearance.limb_colours`). `camera_motion` [2,3]: the affine
+        from the previous frame's pixels to this one's (`tracking.camera_motion.CameraMotion`), applied to
+        every track before its prediction."""
         o = self.options
+        if camera_motion is not None:
+            for t in self.tracks:
+                t.kalman.warp(camera_motion)
         predicted = np.array([t.kalman.predict() for t in self.tracks], np.float32).reshape(-1, 4)
         n = len(poses)
         ids = np.full(n, -1, np.int64)
@@ -167,17 +176,22 @@ class PoseTracker:
             self.embedding_sum = embeddings.sum(0) + (0 if self.embedding_sum is None else self.embedding_sum)
             self.embedding_count += len(embeddings)
             dets = sorted(free_dets)
+            if o.embedding_lost_only and dets:
+                # ... nor takes a pose inside the gate of such a track left unmatched by geometry (its box changed
+                # shape, say): continuity beats appearance there, the pose goes on to the passes below
+                held = [t for t in free_tracks if self.tracks[t].confirmed and self.tracks[t].missed == 0]
+                near = [self.tracks[t].kalman.centre_distance(poses.boxes[dets]) <= o.embedding_gate for t in held]
+                dets = [d for d, n in zip(dets, np.any(near, axis=0) if near else np.zeros(len(dets), bool)) if not n]
             trks = [t for t in sorted(free_tracks) if self.tracks[t].embedding is not None
                     and (self.tracks[t].missed > 0 or not o.embedding_lost_only)]  # fmt: skip
             if dets and trks and self.embedding_count >= o.embedding_warmup:  # stage 1: identity embeddings
                 cost = 1.0 - self._centred(embeddings[dets]) @ self._centred(np.stack([self.tracks[t].embedding for t in trks])).T
-                centre_d = np.linalg.norm(_centres(poses.boxes[dets])[:, None] - _centres(predicted[trks])[None], axis=-1)
-                size = np.max(predicted[trks, 2:] - predicted[trks, :2], axis=1)[None]
-                cost = np.where(centre_d <= o.embedding_gate * size, cost, np.inf)
+                gate = np.stack([self.tracks[t].kalman.centre_distance(poses.boxes[dets]) for t in trks], 1)
+                cost = np.where(gate <= o.embedding_gate, cost, np.inf)
                 link_unambiguous(cost, o.embedding_threshold, o.embedding_ratio, lambda r, c: link(dets[r], trks[c]))
         geometry(set(free_tracks))
-        dets, trks = sorted(low), sorted(free_tracks)
-        if dets and trks:  # ByteTrack's second pass: weak detections continue the tracks still unmatched, by IoU
+        dets, trks = sorted(low | (free_dets if o.iou_pass_all else set())), sorted(free_tracks)
+        if dets and trks:  # ByteTrack's second pass: weak (and other left-over) poses continue unmatched tracks, by IoU
             assign(dets, trks, 1.0 - box_iou(poses.boxes[dets], predicted[trks]), 1.0 - o.low_iou)
         for d in sorted(free_dets):
             self.tracks.append(Track(self.next_uid, BoxKalman(poses.boxes[d]), poses.keypoints[d], poses.keypoint_scores[d], poses.boxes[d],
