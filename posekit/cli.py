@@ -419,10 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--smooth", action="store_true", help="One-Euro smoothing of keypoints over time (off by default)")
     tr.add_argument("--embeddings", action=argparse.BooleanOptionalAction, default=True,
                     help="top-down: re-find a person lost for a frame or more by appearance (MoveNet features pooled under "
-                    "the keypoints; on by default: fewer ID switches on the crossing test, see README)")  # fmt: skip
+                    "the keypoints; on by default: fewer ID switches on the crossing test and the real clips, see README)")  # fmt: skip
     tr.add_argument("--camera-motion", action=argparse.BooleanOptionalAction, default=True,
-                    help="move the tracks' predicted boxes with the camera (optical flow outside the people; on by default: "
-                    "a handheld or panning camera otherwise hands a lost track's id to whoever walks into its spot)")
+                    help="move the tracks' predicted boxes with the camera (optical flow outside the people; on by default, "
+                    "for handheld and panning cameras; see README)")
     tr.add_argument("--no-render", action="store_true", help="do not write the rendered video")
     tr.add_argument("--sequential", action="store_true", help="run the stages one after another (no threads); the default runs two frames at a "
                     "time on single-threaded workers with the onnxruntime backend, in sequence with torch (faster for each)")
