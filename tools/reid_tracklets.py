@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     old = {"iou_pass_all": False, "camera_motion": False}  # the tracker before 2026-12-06's second change
     variants = {
         "before: no embeddings, IoU pass for weak poses only, no camera motion": (None, TrackerOptions(**old)),
-        "before, with embeddings for lost tracks (the previous default; Kalman gate)": ("raw", TrackerOptions(**old)),
+        "before, with embeddings for lost tracks (+ the Kalman gate and rule (b))": ("raw", TrackerOptions(**old)),
         "default without camera motion (`--no-camera-motion`)": ("raw", TrackerOptions(camera_motion=False)),
         "default with the IoU pass for weak poses only": ("raw", TrackerOptions(iou_pass_all=False)),
         "**default** (embeddings for lost tracks, IoU pass for every pose left, camera motion)": ("raw", TrackerOptions()),
