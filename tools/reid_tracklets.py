@@ -158,13 +158,14 @@ def main(argv: list[str] | None = None) -> int:
         write_video(video := Path(tmp) / "crossing.mp4", synthetic_frames(people, 80, make_background(640, 480)))
         motion = {"crossing": cached_motion("crossing", str(video), args.out, crossing)}
     motion |= {name: cached_motion(name, str(p), args.out, poses[name]) for name, p in clips.items()}
-    old = {"iou_pass_all": False, "camera_motion": False}  # the tracker before 2026-12-06's second change
+    old = {"iou_pass_all": False, "camera_motion": False, "max_age": 30}  # the tracker before 2026-12-06's second change
     variants = {
         "before: no embeddings, IoU pass for weak poses only, no camera motion": (None, TrackerOptions(**old)),
         "before, with embeddings for lost tracks (+ the Kalman gate and rule (b))": ("raw", TrackerOptions(**old)),
         "default without camera motion (`--no-camera-motion`)": ("raw", TrackerOptions(camera_motion=False)),
         "default with the IoU pass for weak poses only": ("raw", TrackerOptions(iou_pass_all=False)),
-        "**default** (embeddings for lost tracks, IoU pass for every pose left, camera motion)": ("raw", TrackerOptions()),
+        "default with tracks kept 30 frames unseen (`max_age`, was the default)": ("raw", TrackerOptions(max_age=30)),
+        "**default** (embeddings for lost tracks, IoU pass for every pose left, camera motion, `max_age` 60)": ("raw", TrackerOptions()),
         "default without embeddings (`--no-embeddings`)": (None, TrackerOptions()),
         "default with embeddings for every track": ("raw", TrackerOptions(embedding_lost_only=False)),
         f"default with the re-ID head ({args.steps} steps) for lost tracks": (head, TrackerOptions()),

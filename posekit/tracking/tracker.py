@@ -89,7 +89,9 @@ class TrackerOptions:
     fusion_threshold: float = 0.5  # mu_f of eq. 22 (paper: 0.5)
     relaxed_threshold: float = 0.9  # the lowered bar of the repeated stage 2
     lambda_np: float = 1.0  # weight of the pose distance in eq. 22
-    max_age: int = 30  # frames a confirmed track may go unseen (coasting on its Kalman prediction) before it is retired
+    # frames a confirmed track may go unseen (coasting on its Kalman prediction) before it is retired; 30 lost the
+    # two people of the labelled clips whom the detector missed for 58-60 frames (DeepSORT keeps tracks for 70)
+    max_age: int = 60
     embedding_momentum: float = 0.9  # track embedding = running mean of its detections'
     high_threshold: float = 0.1  # poses scoring below this only continue tracks (second pass); they never start one
     low_iou: float = 0.5  # second pass: IoU with the predicted box a low-scoring pose needs
