@@ -1,15 +1,16 @@
 """Online pose tracking: AlphaPose's multi-stage identity matching (../shared/docs/alphapose.txt §4.2).
 
-Per frame: Kalman-predict every track's box. The poses scoring at least `high_threshold` go through
-stage 1, identity embeddings (cosine distance <= `embedding_threshold`, when embeddings are given; by
-default only for tracks unseen in the last frame, `embedding_lost_only`, and after the confirmed tracks seen
-in the last frame took their poses by stage 2), and
+Per frame: move every track with the camera (`camera_motion`, when given) and Kalman-predict its box. The
+poses scoring at least `high_threshold` go through stage 1, identity embeddings (cosine distance <=
+`embedding_threshold`, when embeddings are given, inside the track's Kalman gate; by default only for tracks
+unseen in the last frame, `embedding_lost_only`, after the confirmed tracks seen in the last frame took their
+poses by stage 2, and never for a pose inside the gate of one of those), and
 stage 2, the fusion f = (1 - IoU) + lambda_np * dist_np (+ lambda_app * appearance distance, when
 appearance descriptors are given) (eq. 22) <= `fusion_threshold`, then the same with a lowered bar
 (`relaxed_threshold`). The tracks still unmatched then take the low-scoring poses by IoU alone (ByteTrack's
 second pass: an occluded person's weak detection keeps its track; the high-scoring poses left too, with
-`iou_pass_all`); low-scoring poses matching no track are dropped. High-scoring poses left start tentative tracks. Lost tracks coast on their Kalman prediction for
-`max_age` frames.
+`iou_pass_all`); low-scoring poses matching no track are dropped. High-scoring poses left start tentative
+tracks. Lost tracks coast on their Kalman prediction for `max_age` frames.
 
 A tentative track is confirmed after `min_hits` consecutive matches and deleted at its first miss; only
 confirmed tracks are reported (`reported_id`), with ids 1, 2, ... in order of confirmation. `update` labels
@@ -170,20 +171,20 @@ class PoseTracker:
                     assign(dets, trks, self._fusion(poses, dets, predicted, trks, appearance), threshold)
 
         if embeddings is not None and len(embeddings):
-            if o.embedding_lost_only:
-                # confirmed tracks seen in the last frame keep their people by geometry before lost tracks look
-                # by appearance: otherwise a lost track of the same person takes the detection, the visible
-                # track is lost in turn and takes it back the next frame (two ids alternating on one person)
-                geometry({t for t in free_tracks if self.tracks[t].confirmed and self.tracks[t].missed == 0})
+            held = {t for t in free_tracks if self.tracks[t].confirmed and self.tracks[t].missed == 0} if o.embedding_lost_only else set()
+            # confirmed tracks seen in the last frame keep their people by geometry before lost tracks look by
+            # appearance: otherwise a lost track of the same person takes the detection, the visible track is
+            # lost in turn and takes it back the next frame (two ids alternating on one person)
+            geometry(held)
             self.embedding_sum = embeddings.sum(0) + (0 if self.embedding_sum is None else self.embedding_sum)
             self.embedding_count += len(embeddings)
             dets = sorted(free_dets)
-            if o.embedding_lost_only and dets:
-                # ... nor takes a pose inside the gate of such a track left unmatched by geometry (its box changed
-                # shape, say): continuity beats appearance there, the pose goes on to the passes below
-                held = [t for t in free_tracks if self.tracks[t].confirmed and self.tracks[t].missed == 0]
-                near = [self.tracks[t].kalman.centre_distance(poses.boxes[dets]) <= o.embedding_gate for t in held]
-                dets = [d for d, n in zip(dets, np.any(near, axis=0) if near else np.zeros(len(dets), bool)) if not n]
+            unmatched_held = sorted(held & free_tracks)
+            if unmatched_held and dets:
+                # nor does a lost track take a pose inside the gate of such a track that geometry left unmatched
+                # (its box changed shape, say): continuity beats appearance there, the pose goes on to the passes below
+                near = np.any([self.tracks[t].kalman.centre_distance(poses.boxes[dets]) <= o.embedding_gate for t in unmatched_held], axis=0)
+                dets = [d for d, inside in zip(dets, near) if not inside]
             trks = [t for t in sorted(free_tracks) if self.tracks[t].embedding is not None
                     and (self.tracks[t].missed > 0 or not o.embedding_lost_only)]  # fmt: skip
             if dets and trks and self.embedding_count >= o.embedding_warmup:  # stage 1: identity embeddings
