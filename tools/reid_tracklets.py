@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         people = crossing_people(person_patches(args.data / "coco-mini", 4, 220), 640, 480, 80)
         gts = write_video(video, synthetic_frames(people, 80, make_background(640, 480)))
         crossing = cached_poses("crossing", str(video), args.out, estimator)
+        motion = {"crossing": cached_motion("crossing", str(video), args.out, crossing)}
+    motion |= {name: cached_motion(name, str(p), args.out, poses[name]) for name, p in clips.items()}
 
     train = args.train_clips or list(clips)
     dets = [d for name in train for d in detections(name, poses[name])]
@@ -154,13 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"saved {args.save} sha256 {save_head(head, args.save)}")
 
     labelled = json.loads((Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "clip_identities.json").read_text())
-    with tempfile.TemporaryDirectory() as tmp:  # the crossing video again, for its camera motion
-        write_video(video := Path(tmp) / "crossing.mp4", synthetic_frames(people, 80, make_background(640, 480)))
-        motion = {"crossing": cached_motion("crossing", str(video), args.out, crossing)}
-    motion |= {name: cached_motion(name, str(p), args.out, poses[name]) for name, p in clips.items()}
     old = {"iou_pass_all": False, "camera_motion": False, "max_age": 30}  # the tracker before 2026-12-06's second change
     variants = {
-        "before: no embeddings, IoU pass for weak poses only, no camera motion": (None, TrackerOptions(**old)),
+        "before: no embeddings, IoU pass for weak poses only, no camera motion, `max_age` 30": (None, TrackerOptions(**old)),
         "before, with embeddings for lost tracks (+ the Kalman gate and rule (b))": ("raw", TrackerOptions(**old)),
         "default without camera motion (`--no-camera-motion`)": ("raw", TrackerOptions(camera_motion=False)),
         "default with the IoU pass for weak poses only": ("raw", TrackerOptions(iou_pass_all=False)),

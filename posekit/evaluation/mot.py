@@ -8,22 +8,28 @@ import numpy as np
 from posekit.postprocess.nms import box_iou
 
 
+def _tracks_by_frame(results: list[dict]) -> dict[int, list]:
+    """0-based frame -> [(track id, xyxy box), ...] of COCO results (1-based `image_id`, xywh `bbox`)."""
+    out: dict[int, list] = {}
+    for r in results:
+        x, y, w, h = r["bbox"]
+        out.setdefault(r["image_id"] - 1, []).append((r["track_id"], [x, y, x + w, y + h]))
+    return out
+
+
 def mot_metrics(gts: list[list], results: list[dict], min_iou: float = 0.5) -> dict[str, float]:
     """MOTA, IDF1 and ID switches. `gts`: per frame, (person id, xyxy box) pairs; `results`: COCO results with
     `image_id` (1-based frame index), `bbox` (xywh) and `track_id`."""
     import motmetrics as mm
 
     acc = mm.MOTAccumulator(auto_id=True)
-    by_frame: dict[int, list] = {}
-    for r in results:
-        by_frame.setdefault(r["image_id"] - 1, []).append(r)
+    by_frame = _tracks_by_frame(results)
     for t, gt in enumerate(gts):
         pr = by_frame.get(t, [])
         g = np.array([b for _, b in gt], float).reshape(-1, 4)
-        p = np.array([[r["bbox"][0], r["bbox"][1], r["bbox"][0] + r["bbox"][2], r["bbox"][1] + r["bbox"][3]] for r in pr], float)
-        p = p.reshape(-1, 4)
+        p = np.array([b for _, b in pr], float).reshape(-1, 4)
         iou = box_iou(g, p) if len(g) and len(p) else np.zeros((len(g), len(p)))
-        acc.update([i for i, _ in gt], [r["track_id"] for r in pr], np.where(iou >= min_iou, 1 - iou, np.nan))
+        acc.update([i for i, _ in gt], [tid for tid, _ in pr], np.where(iou >= min_iou, 1 - iou, np.nan))
     m = mm.metrics.create().compute(acc, metrics=["mota", "idf1", "num_switches"])
     return {k: float(m[k].iloc[0]) for k in m.columns}
 
@@ -39,10 +45,7 @@ def identity_switches(persons: dict[str, list], results: list[dict], min_iou: fl
     gap" otherwise. Returns {"visible": [(person, frame, old id, new id), ...], "after_gap": [...]}."""
     from scipy.optimize import linear_sum_assignment
 
-    hyp: dict[int, list] = {}
-    for r in results:
-        x, y, w, h = r["bbox"]
-        hyp.setdefault(r["image_id"] - 1, []).append((r["track_id"], [x, y, x + w, y + h]))
+    hyp = _tracks_by_frame(results)
     gt: dict[int, list] = {}
     for p, rows in persons.items():
         for t, *box in rows:
