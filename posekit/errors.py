@@ -15,3 +15,7 @@ class UnknownModelError(PosekitError):
 
 class InputError(PosekitError):
     """An input path or file that cannot be used."""
+
+
+class CheckpointError(PosekitError):
+    """A checkpoint file that cannot be used."""

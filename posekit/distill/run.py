@@ -27,9 +27,14 @@ def build_teacher(args: argparse.Namespace):  # noqa: ANN201
         options["crop_scales"] = tuple(args.teacher_scales)
     if args.det_thr is not None:
         options["det_threshold"] = args.det_thr
-    if options and not is_top_down(args.teacher):
+    top_down = is_top_down(args.teacher)
+    if options and not top_down:
         raise PosekitError(f"--teacher {args.teacher}: --teacher-flip, --teacher-scales and --det-thr are for top-down teachers")
-    return PoseEstimator(args.teacher, backend=args.backend, **options)
+    # the AP protocol's pipeline (flip test, every person) with its raw instance scores: --person-thr and
+    # --kpt-thr were chosen on those, and the cached teacher passes stay valid
+    if top_down:
+        return PoseEstimator(args.teacher, backend=args.backend, mode="accurate", calibration=None, score_threshold=0.0, **options)
+    return PoseEstimator(args.teacher, backend=args.backend, mode="accurate", score_threshold=0.1)
 
 
 def write_pseudo_labels(coco: dict, out: Path) -> Path:

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from posekit.api import PoseEstimator
 from posekit.data.datasets import parse_detections
 from posekit.errors import InputError
-from posekit.pipeline.readers import VIDEO_EXTS, Frame, expand_inputs, iter_frames, open_video
+from posekit.pipeline.readers import VIDEO_EXTS, Frame, expand_inputs, is_live_source, iter_capture, iter_frames, open_video
 from posekit.pipeline.stream import Stage, run_concurrent, run_sequential
 from posekit.pipeline.writers import PredictionWriter
 from posekit.structures import Poses
@@ -92,17 +92,26 @@ def run_predict(
     networks of the other) and slower with torch, whose ops run better on two threads."""
     if concurrent is None:
         concurrent = getattr(estimator, "backend", "torch") == "onnxruntime"
-    files, errors = expand_inputs(inputs)
+    live = [item for item in inputs if is_live_source(item)]  # webcams and stream URLs, after the files
+    files, errors = expand_inputs([item for item in inputs if item not in live])
     summary = PredictSummary(failed=list(errors))
     for e in errors:
         print(f"posekit: skipped {e}", file=sys.stderr)
     boxes, names = load_boxes(boxes_file) if boxes_file else ({}, {})
+    if not files and not live:  # nothing to run: no output folder is made
+        return summary
+    created = not out_dir.exists()
     writer = PredictionWriter(out_dir, openpose=openpose, render=render, render_options=render_options, video_codec=video_codec)
-    fps_of: dict[str, float] = {}
-    bar = tqdm(total=count_frames(files), unit="img", disable=quiet or None, dynamic_ncols=True)
+    fps_of: dict[str, float] = {item: 25.0 for item in live}  # a live source's frames are timed as they come; renders at 25
+    bar = tqdm(total=None if live else count_frames(files), unit="img", disable=quiet or None, dynamic_ncols=True)
+
+    def frames() -> Iterator[Frame]:
+        yield from iter_frames(files)
+        for item in live:
+            yield from iter_capture(item)
 
     def source() -> Iterator[tuple[Frame, dict]]:
-        for frame in iter_frames(files):
+        for frame in frames():
             kwargs = {}
             if boxes_file and frame.image is not None:  # ids in input order, before frames run in parallel
                 image_id = writer.ids.assign(frame.source, names.get(Path(frame.source).name))
@@ -148,4 +157,6 @@ def run_predict(
         bar.close()
         writer.close()
         summary.seconds = time.perf_counter() - start
+        if created and summary.images == 0:  # every input failed: leave no empty output folder behind
+            writer.remove()
     return summary

@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import stat
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -240,3 +241,29 @@ def iter_frames(files: list[Path]) -> Iterator[Frame]:
         except InputError as e:
             yield Frame(str(f), index, error=str(e))
         index += 1
+
+
+def is_live_source(source: str) -> bool:
+    """A webcam index ("0") or a stream URL ("rtsp://...") rather than a path (an existing file wins)."""
+    return (source.isdigit() or "://" in source) and not Path(source).exists()
+
+
+def iter_capture(source: str) -> Iterator[Frame]:
+    """Frames of a webcam index or a stream URL as they arrive ("SOURCE#frame=K"), timestamped from the start."""
+    spec: int | str = int(source) if source.isdigit() else source
+    cap = cv2.VideoCapture(spec)
+    if not cap.isOpened():
+        yield Frame(str(spec), 0, error=f"{spec}: cannot open the camera or stream")
+        return
+    start, k = time.perf_counter(), 0
+    try:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            yield Frame(
+                f"{spec}#frame={k}", k, image=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), timestamp_ms=1000 * (time.perf_counter() - start)
+            )
+            k += 1
+    finally:
+        cap.release()

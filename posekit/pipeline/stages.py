@@ -18,6 +18,7 @@ import numpy as np
 
 from posekit.codecs.heatmap import flip_permutation
 from posekit.data.specs import get_spec
+from posekit.postprocess.calibration import PersonCalibration
 from posekit.postprocess.nms import box_nms, oks_nms
 from posekit.postprocess.pose_nms import SCORING_RULES, PoseNMSParams, parametric_pose_nms, score_instances
 from posekit.structures import Poses
@@ -38,8 +39,17 @@ class TopDownOptions:
     crop_scales: tuple[float, ...] = (1.0,)  # crop-scale jitter: boxes scaled by each, the results averaged
     max_persons: int = 30
     margin: float = 1.25  # box expansion before cropping (AlphaPose / SimpleBaseline)
+    # calibrated person scores (postprocess/calibration.py): logistic weights; None keeps the `scoring` rule
+    calibration: tuple[float, ...] | None = None
+    # persons scoring below this are not returned, and boxes whose person cannot reach it get no pose pass
+    score_threshold: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.calibration is not None:
+            self.calibration = tuple(float(w) for w in self.calibration)
+            PersonCalibration(self.calibration)  # refuses a malformed preset here, not on the first image
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise ValueError(f"score_threshold={self.score_threshold}: a score between 0 and 1")
         if self.pose_nms not in POSE_NMS:
             raise ValueError(f"pose_nms={self.pose_nms!r}: one of {', '.join(POSE_NMS)}")
         if isinstance(self.pnms, dict):
@@ -49,6 +59,17 @@ class TopDownOptions:
             raise ValueError(f"crop_scales={self.crop_scales}: positive scale factors")
         if self.scoring not in SCORING_RULES:  # fail here, not on the first image
             raise ValueError(f"unknown scoring rule {self.scoring!r}; one of {', '.join(SCORING_RULES)}")
+
+    def box_threshold(self) -> float:
+        """The detector score a box needs: `det_threshold`, or higher where no pose of a lower box can reach
+        `score_threshold` (the calibration's bound; box x keypoint-mean rules never exceed the box score)."""
+        bound = 0.0
+        if self.score_threshold > 0:
+            if self.calibration is not None:
+                bound = PersonCalibration(self.calibration).min_box_score(self.score_threshold)
+            elif self.scoring in ("box", "box_mean", "box_mean_above"):
+                bound = self.score_threshold
+        return max(self.det_threshold, bound)
 
 
 def scale_boxes(boxes: np.ndarray, scale: float) -> np.ndarray:
@@ -75,7 +96,10 @@ def rank_and_suppress(options: TopDownOptions, sigmas: np.ndarray, keypoints: np
                       box_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Instance scores [N] (the options' scoring rule) and the indices kept by their pose NMS, best first."""
     o = options
-    scores = score_instances(o.scoring, box_scores, kp_scores, o.keypoint_threshold)
+    if o.calibration is not None:
+        scores = PersonCalibration(o.calibration)(box_scores, kp_scores)
+    else:
+        scores = score_instances(o.scoring, box_scores, kp_scores, o.keypoint_threshold)
     if o.pose_nms == "oks":
         keep = oks_nms(keypoints, scores, boxes, sigmas, o.oks_nms_threshold)
     elif o.pose_nms == "parametric":
@@ -130,10 +154,10 @@ class TopDownPipeline:
         self.flip_perm = flip_permutation(spec.flip_pairs, spec.num_keypoints)
 
     def detect(self, image: np.ndarray, det_threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Person boxes and scores: the detector at `det_threshold` (default: the options'), box NMS, the
-        `max_persons` best."""
+        """Person boxes and scores: the detector at `det_threshold` (default: the options' `box_threshold()`),
+        box NMS, the `max_persons` best."""
         o = self.options
-        boxes, scores = self.detector(image, o.det_threshold if det_threshold is None else det_threshold)
+        boxes, scores = self.detector(image, o.box_threshold() if det_threshold is None else det_threshold)
         keep = box_nms(boxes, scores, o.box_nms_iou)[: o.max_persons]
         return boxes[keep], scores[keep]
 

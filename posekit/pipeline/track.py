@@ -6,7 +6,6 @@ import itertools
 import json
 import os
 import sys
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from tqdm import tqdm
 from posekit.api import PoseEstimator
 from posekit.data.specs import convert_keypoints, get_spec
 from posekit.fileio import JsonLines, atomic_path, atomic_write_json, read_json_lines, whole_item
-from posekit.pipeline.readers import IMAGE_EXTS, Frame, iter_frames, open_video, read_image
+from posekit.pipeline.readers import IMAGE_EXTS, Frame, is_live_source, iter_capture, iter_frames, open_video, read_image
 from posekit.pipeline.stages import FrameState
 from posekit.pipeline.stream import Stage, StageTimes, run_concurrent, run_sequential
 from posekit.pipeline.writers import VideoRender
@@ -47,8 +46,8 @@ class Item:
 def open_source(source: str, fps: float = 25.0) -> tuple[Iterator[Frame], int | None, float]:
     """Frames of a video file, an image-sequence folder, a webcam index ('0') or a stream URL;
     with the frame count when known and the frame rate."""
-    if source.isdigit() or "://" in source:
-        return _iter_capture(int(source) if source.isdigit() else source), None, fps
+    if is_live_source(source):
+        return iter_capture(source), None, fps
     path = Path(source)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS)
@@ -68,25 +67,6 @@ def _load(frame: Frame) -> Frame:
     except InputError as e:
         frame.error = str(e)
     return frame
-
-
-def _iter_capture(spec: int | str) -> Iterator[Frame]:
-    cap = cv2.VideoCapture(spec)
-    if not cap.isOpened():
-        yield Frame(str(spec), 0, error=f"{spec}: cannot open the camera or stream")
-        return
-    start, k = time.perf_counter(), 0
-    try:
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            yield Frame(
-                f"{spec}#frame={k}", k, image=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), timestamp_ms=1000 * (time.perf_counter() - start)
-            )
-            k += 1
-    finally:
-        cap.release()
 
 
 def build_stages(

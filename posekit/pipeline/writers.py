@@ -159,6 +159,17 @@ class PredictionWriter:
                     if ok:
                         atomic_write_bytes(_unique_name(self.out_dir / "render", stem, ".jpg", self._names["render"]), buf.tobytes())
 
+    def remove(self) -> None:
+        """Delete this writer's (closed) outputs and the folder when nothing else is in it: a run whose every
+        input failed leaves nothing behind."""
+        for name in (self.STREAM, "results.json", "image_ids.json"):
+            (self.out_dir / name).unlink(missing_ok=True)
+        for sub in ("openpose", "render"):
+            if (self.out_dir / sub).is_dir() and not any((self.out_dir / sub).iterdir()):
+                (self.out_dir / sub).rmdir()
+        if not any(self.out_dir.iterdir()):
+            self.out_dir.rmdir()
+
     def close(self) -> None:
         for v in self._videos.values():
             v.close()

@@ -7,19 +7,23 @@ from collections.abc import Callable
 from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 
 
 @cache
-def _nms() -> Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]:
-    """torchvision's NMS kernel. Importing the torchvision package imports torch._dynamo (1.3-1.7 s of every
+def _nms() -> Callable[..., Any]:
+    """torchvision's NMS kernel (torch is imported here, on the first NMS, not with this module: the CLI's
+    parser reads the presets, which use this module, and `posekit --version` must not wait for torch). Importing the torchvision package imports torch._dynamo (1.3-1.7 s of every
     command's start, measured with -X importtime), so when nothing has imported it yet, only its compiled
     library is loaded: `torchvision.ops.nms` calls that same `torch.ops.torchvision.nms`."""
+    import torch
+
     if "torchvision" not in sys.modules:
         spec = find_spec("torchvision")
-        libraries = sorted(Path(next(iter(spec.submodule_search_locations))).glob("_C.*")) if spec and spec.submodule_search_locations else []
+        # _C.so, or _C_stable.so since torchvision 0.29
+        libraries = sorted(Path(next(iter(spec.submodule_search_locations))).glob("_C*")) if spec and spec.submodule_search_locations else []
         try:
             if libraries and not hasattr(torch.ops.torchvision, "nms"):
                 torch.ops.load_library(str(libraries[0]))
@@ -45,7 +49,10 @@ def box_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.n
     """Indices of the boxes kept, best score first."""
     if len(boxes) == 0:
         return np.zeros(0, np.int64)
-    keep = _nms()(torch.from_numpy(np.asarray(boxes, np.float32)), torch.from_numpy(np.asarray(scores, np.float32)), iou_threshold)
+    nms = _nms()
+    from torch import from_numpy  # imported by _nms already
+
+    keep = nms(from_numpy(np.asarray(boxes, np.float32)), from_numpy(np.asarray(scores, np.float32)), iou_threshold)
     return keep.numpy()
 
 

@@ -11,6 +11,7 @@ CenterNet boxes (mean AP), reproduced by
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from posekit.postprocess.pose_nms import PoseNMSParams
@@ -26,5 +27,50 @@ TOPDOWN_PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-# the preset each named pipeline starts from (options given by the caller override it)
-PIPELINE_PRESETS = {"topdown-thunder": "thunder-coco-extra", "topdown-wholebody": "thunder-coco-extra"}  # the body is topdown-thunder
+
+@dataclass(frozen=True)
+class Mode:
+    """What `--mode` / `PoseEstimator(mode=...)` sets; every option given beside it overrides it."""
+
+    model: str  # the model it runs when none is named
+    flip_test: bool  # top-down pipelines: also run the mirrored crops
+    det_threshold: float  # top-down pipelines: the detector score a box needs to get a pose pass
+    score_threshold: float  # persons scoring below are not returned (calibrated probability, top-down pipelines)
+    whole_image_threshold: float  # the same for whole-image models and checkpoints (their own, uncalibrated scores)
+    description: str
+
+
+MODES: dict[str, Mode] = {
+    "fast": Mode("topdown-lightning", False, 0.2, 0.5, 0.1,
+                 "MoveNet Lightning crops, no flip test; persons with a calibrated score >= 0.5"),
+    "balanced": Mode("topdown-thunder", False, 0.15, 0.5, 0.1,
+                     "MoveNet Thunder crops, no flip test; persons with a calibrated score >= 0.5 (default: what a person would accept)"),
+    "accurate": Mode("topdown-thunder", True, 0.05, 0.0, 0.0,
+                     "the AP protocol: flip test, every person scored (eval --model and tune-nms use it)"),
+}
+DEFAULT_MODE = "balanced"
+
+# Person-score calibration (postprocess/calibration.py: bias, box logit, keypoint mean, keypoints seen) per crop
+# model and flip test, fitted on coco-extra's CenterNet persons with the tuned post-processing above by
+# `python tools/fit_modes.py` (held-out reliability on coco-mini in README). The detector thresholds of
+# balanced and fast come from the same run: on coco-extra, 0.15 loses no person at p >= 0.5 against 0.05
+# with 2.4x fewer crops; fast takes 0.2 (2 persons of 234 fewer, 3.2x fewer crops).
+CALIBRATIONS: dict[tuple[str, bool], tuple[float, ...]] = {
+    ("movenet-thunder", True): (-1.61617, 1.3517, 4.25821, 2.43224),
+    ("movenet-thunder", False): (-1.69622, 1.33375, 6.58108, 1.25164),
+    ("movenet-lightning", False): (-0.69179, 1.51676, -2.86547, 5.50371),
+    ("movenet-lightning", True): (-1.17609, 1.38332, 1.46357, 3.42465),
+}
+
+
+def mode_options(mode: str, pipeline: str) -> dict[str, Any]:
+    """The top-down options of a named pipeline ("topdown-thunder", "topdown-lightning", "topdown-wholebody")
+    in `mode`: the tuned post-processing, the mode's flip test and detector threshold, the calibration of
+    its crop model, and the mode's output threshold (0 where no calibration was fitted: raw scores are no
+    probabilities)."""
+    m = MODES[mode]
+    graph = "movenet-lightning" if pipeline == "topdown-lightning" else "movenet-thunder"
+    calibration = CALIBRATIONS.get((graph, m.flip_test))
+    return {**TOPDOWN_PRESETS["thunder-coco-extra"], "flip_test": m.flip_test, "det_threshold": m.det_threshold,
+            "calibration": calibration, "score_threshold": m.score_threshold if calibration else 0.0}  # fmt: skip
+

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,13 +45,17 @@ CROP_SCALE_SETS = ((1.0,), tuple(sorted(CANDIDATE_SCALES)))
 @dataclass
 class Candidates:
     """One image's persons before post-processing: keypoints [2S,N,K,2] and scores [2S,N,K] from the crops
-    at each of the S `CANDIDATE_SCALES`, then the same crops mirrored (left/right already swapped back)."""
+    at each of the S `scales` (`CANDIDATE_SCALES` for tune-nms), then the same crops mirrored (left/right already swapped back)."""
 
     image_id: Any
     boxes: np.ndarray
     box_scores: np.ndarray
     keypoints: np.ndarray
     keypoint_scores: np.ndarray
+    given_boxes: bool = False  # GT boxes: every person is posed and returned, as `predict --boxes` does
+    scales: tuple[float, ...] = CANDIDATE_SCALES  # the crop scales of the rows
+    detect_seconds: float = 0.0  # the detector on this image (0 with GT boxes)
+    pose_seconds: float = 0.0  # the pose model on all its crop variants
 
 
 def gt_person_boxes(gt: dict) -> dict[Any, np.ndarray]:
@@ -64,9 +69,9 @@ def gt_person_boxes(gt: dict) -> dict[Any, np.ndarray]:
 
 
 def collect_candidates(pipeline: TopDownPipeline, gt: dict, images: Path, use_gt_boxes: bool, det_threshold: float = 0.05,
-                       quiet: bool = False) -> tuple[list[Candidates], list[str]]:  # fmt: skip
+                       quiet: bool = False, scales: tuple[float, ...] = CANDIDATE_SCALES) -> tuple[list[Candidates], list[str]]:  # fmt: skip
     """Run the detector (at `det_threshold`, then box NMS) or take the GT boxes, and the pose model on the
-    plain and mirrored crops of every image of `gt`; the images that could not be read."""
+    plain and mirrored crops (at each of `scales`) of every image of `gt`; the images that could not be read."""
     gt_boxes = gt_person_boxes(gt) if use_gt_boxes else {}
     out, failed = [], []
     for img in tqdm(gt["images"], unit="img", disable=quiet or None, dynamic_ncols=True, desc="pose model on candidates"):
@@ -76,43 +81,54 @@ def collect_candidates(pipeline: TopDownPipeline, gt: dict, images: Path, use_gt
             failed.append(str(e))
             tqdm.write(f"posekit: skipped {e}", file=sys.stderr)
             continue
+        start = time.perf_counter()
         if use_gt_boxes:
             boxes = gt_boxes[img["id"]]
             scores = np.ones(len(boxes), np.float32)
         else:
             boxes, scores = pipeline.detect(image, det_threshold)
+        posed = time.perf_counter()
         k = len(pipeline.sigmas)
-        v = 2 * len(CANDIDATE_SCALES)
+        v = 2 * len(scales)
         kp, sc = np.zeros((v, len(boxes), k, 2), np.float32), np.zeros((v, len(boxes), k), np.float32)
         if len(boxes):
-            kp, sc, _ = pipeline.variant_keypoints(*pipeline.crop_inputs(image, boxes, CANDIDATE_SCALES), len(boxes), flip=True)
-        out.append(Candidates(img["id"], boxes, scores, kp, sc))
+            kp, sc, _ = pipeline.variant_keypoints(*pipeline.crop_inputs(image, boxes, scales), len(boxes), flip=True)
+        out.append(Candidates(img["id"], boxes, scores, kp, sc, use_gt_boxes, tuple(scales), posed - start, time.perf_counter() - posed))
     return out, failed
 
 
-def results_of(pipeline: TopDownPipeline, candidates: Iterable[Candidates], options: TopDownOptions) -> list[dict]:
-    """COCO keypoint results of the candidates post-processed with `options` (the pipeline's own code)."""
+def results_of(pipeline: TopDownPipeline, candidates: Iterable[Candidates], options: TopDownOptions,
+               with_box_scores: bool = False) -> list[dict]:  # fmt: skip
+    """COCO keypoint results of the candidates post-processed with `options` (the pipeline's own code:
+    detector boxes from the options' `box_threshold()`, persons from its `score_threshold`); with
+    `with_box_scores` each record also has its detector score as "box_score"."""
     results = []
-    rows = variant_rows(options)
     for c in candidates:
-        keep = np.flatnonzero(c.box_scores >= options.det_threshold)
+        rows = variant_rows(options, c.scales)
+        keep = np.arange(len(c.boxes)) if c.given_boxes else np.flatnonzero(c.box_scores >= options.box_threshold())
         if len(keep) == 0:
             continue
         kp = c.keypoints[rows][:, keep].mean(0)  # the pipeline's average over its crop variants
         sc = c.keypoint_scores[rows][:, keep].mean(0)
         scores, order = rank_and_suppress(options, pipeline.sigmas, kp, sc, c.boxes[keep], c.box_scores[keep])
+        if not c.given_boxes:
+            order = order[scores[order] >= options.score_threshold]
         poses = Poses(kp, sc, c.boxes[keep], scores, pipeline.spec).select(order)
-        results += poses.to_coco_results(c.image_id)
+        records = poses.to_coco_results(c.image_id)
+        if with_box_scores:
+            for record, box_score in zip(records, c.box_scores[keep][order]):
+                record["box_score"] = float(box_score)
+        results += records
     return results
 
 
-def variant_rows(options: TopDownOptions) -> list[int]:
+def variant_rows(options: TopDownOptions, scales: tuple[float, ...] = CANDIDATE_SCALES) -> list[int]:
     """The candidates' rows that `options` average: its crop scales, and their mirrors with flip test."""
-    missing = set(options.crop_scales) - set(CANDIDATE_SCALES)
+    missing = set(options.crop_scales) - set(scales)
     if missing:
-        raise ValueError(f"crop scales {sorted(missing)} were not run for the candidates ({CANDIDATE_SCALES})")
-    rows = [CANDIDATE_SCALES.index(s) for s in options.crop_scales]
-    return rows + [len(CANDIDATE_SCALES) + r for r in rows] if options.flip_test else rows
+        raise ValueError(f"crop scales {sorted(missing)} were not run for the candidates ({scales})")
+    rows = [scales.index(s) for s in options.crop_scales]
+    return rows + [len(scales) + r for r in rows] if options.flip_test else rows
 
 
 class Scorer:
@@ -122,10 +138,12 @@ class Scorer:
     def __init__(self, pipeline: TopDownPipeline, sets: list[tuple[list[Candidates], dict]]) -> None:
         self.pipeline, self.sets = pipeline, sets
         self.seen: dict[str, list[float]] = {}
+        self.options: dict[str, TopDownOptions] = {}  # every setting scored, by the same key
 
     def aps(self, options: TopDownOptions) -> list[float]:
         """AP of each set."""
         key = repr(options)
+        self.options[key] = options
         if key not in self.seen:
             self.seen[key] = [evaluate_coco_keypoints(gt, results_of(self.pipeline, c, options), self.pipeline.sigmas)["AP"]
                               for c, gt in self.sets]  # fmt: skip
@@ -225,21 +243,44 @@ def candidate_sets(pipeline: TopDownPipeline, gt_path: Path, images: Path, boxes
 
 
 def run_tune_nms(model: str, gt: Path, images: Path, boxes: str = "both", val_gt: Path | None = None, val_images: Path | None = None,
-                 backend: str = "auto", quiet: bool = False) -> dict[str, Any]:  # fmt: skip
-    """`posekit tune-nms`: search on (gt, images), report the held-out AP on (val_gt, val_images) when given."""
+                 backend: str = "auto", quiet: bool = False, max_ms: float | None = None, draws: int = 100) -> dict[str, Any]:  # fmt: skip
+    """`posekit tune-nms`: search on (gt, images); the AP-vs-ms/image frontier of every setting scored; the
+    best setting (within `max_ms` per image when given) and the recommended one: the cheapest whose AP
+    deficit to the best is within a `draws`-resample bootstrap interval over images; both scored on the
+    held-out (val_gt, val_images) when given, each AP with its bootstrap interval."""
     from dataclasses import asdict
 
     from posekit.zoo.loader import load_model
 
-    pipeline = load_model(model, backend=backend)
+    pipeline = load_model(model, backend=backend, mode="accurate")  # the AP protocol, as eval --model
     if not isinstance(pipeline, TopDownPipeline):
         raise InputError(f"--model {model}: tune-nms tunes the post-processing of top-down models (detector + crops)")
     sets, sources, failed = candidate_sets(pipeline, gt, images, boxes, quiet)
     score = Scorer(pipeline, sets)
     base = TopDownOptions()
     best, rows = tune(score, base, log=(lambda _: None) if quiet else print)
-    report: dict[str, Any] = {"model": model, "gt": str(gt), "boxes": sources, "best": asdict(best), "search": rows}
-    compare = {"plain mean, no NMS": replace(base, scoring="mean", pose_nms="none"), "previous defaults": base, "tuned": best}
+
+    def cost(options: TopDownOptions) -> float:
+        return estimated_ms(options, sets)
+
+    points = frontier(score, cost)
+    if not any(ap > 0 for _, ap, _ in points):
+        raise InputError(f"--gt {gt}: every setting scores AP 0 on these images; nothing to tune (wrong images or keypoint layout?)")
+    print("AP-vs-ms/image frontier on the tuning split (ms estimated from the measured detector and per-crop times):")
+    for ms, ap, options in points:
+        print(f"  {ms:7.1f} ms/img  AP {ap:.4f}  {_describe(options)}")
+    if max_ms is not None:
+        within = [p for p in points if p[0] <= max_ms]
+        if not within:
+            raise InputError(f"--max-ms {max_ms}: no setting scored runs that fast (the cheapest: {points[0][0]:.1f} ms/img)")
+        best = max(within, key=lambda p: p[1])[2]
+    cheaper = [o for ms, _, o in points if ms < cost(best)]
+    recommended, intervals = bootstrap_choice(score, best, cheaper, draws) if draws and cheaper else (best, {})
+    report: dict[str, Any] = {"model": model, "gt": str(gt), "boxes": sources, "best": asdict(best), "recommended": asdict(recommended),
+                              "max_ms": max_ms, "bootstrap_draws": draws, "bootstrap": intervals, "search": rows,
+                              "frontier": [{"ms_per_image": ms, "AP": ap, "options": _describe(o)} for ms, ap, o in points]}  # fmt: skip
+    compare = {"plain mean, no NMS": replace(base, scoring="mean", pose_nms="none"), "previous defaults": base, "tuned": best,
+               "recommended": recommended}  # fmt: skip
     jitter = CROP_SCALE_SETS[1] if best.crop_scales == CROP_SCALE_SETS[0] else CROP_SCALE_SETS[0]  # the other crop-scale setting
     compare[f"tuned, crop scales {'/'.join(map(str, jitter))}"] = replace(best, crop_scales=jitter)
     splits = [("tuning", score)]
@@ -249,9 +290,66 @@ def run_tune_nms(model: str, gt: Path, images: Path, boxes: str = "both", val_gt
         failed += bad
     report["compare"] = {}
     for split, scorer in splits:
+        spread = _ap_intervals(scorer, {"tuned": best, "recommended": recommended}, draws)
         for name, options in compare.items():
             aps = dict(zip(sources, scorer.aps(options)))
-            report["compare"][f"{split}: {name}"] = aps
-            print(f"{split:8s} {name:34s} " + "  ".join(f"AP ({s} boxes) {ap:.4f}" for s, ap in aps.items()))
+            report["compare"][f"{split}: {name}"] = {**aps, "ms_per_image": cost(options), **spread.get(name, {})}
+            iv = spread.get(name, {}).get("mean AP, 95% interval")
+            shown = f"  mean AP {np.mean(list(aps.values())):.4f} [{iv[0]:.4f}, {iv[1]:.4f}]" if iv else ""
+            print(f"{split:8s} {name:34s} " + "  ".join(f"AP ({s} boxes) {ap:.4f}" for s, ap in aps.items()) + f"{shown}  {cost(options):.0f} ms/img")
     report["failed"] = failed
     return report
+
+
+def _ap_intervals(scorer: Scorer, settings: dict[str, TopDownOptions], draws: int) -> dict[str, dict[str, list[float]]]:
+    """Each setting's mean AP over the scorer's sets, as a 95 % bootstrap interval over images."""
+    from posekit.evaluation.bootstrap import bootstrap_aps, interval
+
+    if not draws:
+        return {}
+    total = {name: np.zeros(draws) for name in settings}
+    for candidates, gt in scorer.sets:
+        aps = bootstrap_aps(gt, {n: results_of(scorer.pipeline, candidates, o) for n, o in settings.items()}, scorer.pipeline.sigmas, draws)
+        for name in settings:
+            total[name] += aps[name] / len(scorer.sets)
+    return {name: {"mean AP, 95% interval": list(interval(v))} for name, v in total.items()}
+
+
+def estimated_ms(options: TopDownOptions, sets: list[tuple[list[Candidates], dict]]) -> float:
+    """ms per image a setting costs, from the times measured while the candidates were made: the detector
+    per image, plus the pose model per crop times the crops the setting runs (boxes passing its
+    `box_threshold()`, times its crop variants). Taken from the detector-box set when there is one."""
+    cands = next((c for c, _ in sets if c and not c[0].given_boxes), sets[0][0])
+    crops = sum(len(c.boxes) * c.keypoints.shape[0] for c in cands)
+    per_crop = sum(c.pose_seconds for c in cands) / max(crops, 1)
+    detect = sum(c.detect_seconds for c in cands)
+    posed = sum(len(c.boxes) if c.given_boxes else int((c.box_scores >= options.box_threshold()).sum()) for c in cands)
+    return 1000 * (detect + posed * len(variant_rows(options, cands[0].scales if cands else CANDIDATE_SCALES)) * per_crop) / max(len(cands), 1)
+
+
+def frontier(scorer: Scorer, cost: Callable[[TopDownOptions], float]) -> list[tuple[float, float, TopDownOptions]]:
+    """(ms/image, AP, options) of the settings scored that no cheaper setting matches in AP, cheapest first."""
+    points = sorted(((cost(o), scorer(o), o) for o in scorer.options.values()), key=lambda p: (p[0], -p[1]))
+    out: list[tuple[float, float, TopDownOptions]] = []
+    for ms, ap, options in points:
+        if not out or ap > out[-1][1]:
+            out.append((ms, ap, options))
+    return out
+
+
+def bootstrap_choice(scorer: Scorer, best: TopDownOptions, cheaper: list[TopDownOptions], draws: int = 100,
+                     seed: int = 0) -> tuple[TopDownOptions, dict[str, Any]]:  # fmt: skip
+    """The cheapest of `cheaper` (cheapest first) whose AP deficit to `best` has a 95 % bootstrap interval
+    over images that holds 0 (mean over the scorer's sets; the same resamples for every setting), else
+    `best`; and each one's interval of that deficit."""
+    from posekit.evaluation.bootstrap import bootstrap_aps, interval
+
+    names = {_describe(o): o for o in [best, *cheaper]}
+    deficit = {name: np.zeros(draws) for name in names}
+    for candidates, gt in scorer.sets:
+        aps = bootstrap_aps(gt, {n: results_of(scorer.pipeline, candidates, o) for n, o in names.items()}, scorer.pipeline.sigmas, draws, seed)
+        for name in names:
+            deficit[name] += (aps[_describe(best)] - aps[name]) / len(scorer.sets)
+    intervals = {name: interval(d) for name, d in deficit.items()}
+    chosen = next((o for o in cheaper if intervals[_describe(o)][0] <= 0.0), best)
+    return chosen, {name: {"AP deficit to the best, 95% interval": list(iv)} for name, iv in intervals.items()}

@@ -15,13 +15,9 @@ from typing import Any
 
 import torch
 
-from posekit.errors import PosekitError
+from posekit.errors import CheckpointError
 
 CHECKPOINT_FORMAT = "posekit-checkpoint/1"
-
-
-class CheckpointError(PosekitError):
-    """A checkpoint file that cannot be used."""
 
 
 def state_sha256(state: dict[str, torch.Tensor]) -> str:

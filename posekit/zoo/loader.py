@@ -15,17 +15,8 @@ import numpy as np
 import torch
 
 from posekit.errors import PosekitError, UnknownModelError
-
-# name -> (description, weights it needs)
-PIPELINES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "topdown-thunder": ("CenterNet persons + MoveNet Thunder on 256x256 crops (default, most accurate)", ("centernet", "movenet-thunder")),
-    "topdown-lightning": ("CenterNet persons + MoveNet Lightning on 192x192 crops (faster)", ("centernet", "movenet-lightning")),
-    "topdown-wholebody": ("topdown-thunder + feet (BlazePose), hands (MediaPipe hand landmarks) and face (FaceMesh): COCO-WholeBody 133; "
-                          "--part-detectors (part_detectors=True) adds the palm detector and BlazeFace",
-                          ("centernet", "movenet-thunder", "blazepose-full", "handlandmark-full", "facemesh", "handdetect", "blazeface")),
-    "movenet-multipose": ("MoveNet MultiPose single-stage, up to 6 persons (fastest)", ("movenet-multipose",)),
-}
-DEFAULT_MODEL = "topdown-thunder"
+from posekit.postprocess.presets import DEFAULT_MODE, MODES, mode_options
+from posekit.zoo.registry import DEFAULT_MODEL, PIPELINES
 
 
 class CheckpointCropModel:
@@ -181,11 +172,15 @@ def resolve_backend(backend: str = "auto", name: str | Path = DEFAULT_MODEL) -> 
 
 
 def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None = None, auto_fetch: bool = True,
-               backend: str = "auto", **options: Any) -> Any:  # fmt: skip
-    """A ready pipeline for a model name (`PIPELINES`) or a checkpoint path. Options: `TopDownOptions`
-    fields for top-down models (`det_threshold`, ...), `longest_side` for movenet-multipose. Unknown options
-    are refused before any weights are fetched or built. `backend`: "torch", "onnxruntime" (the networks
-    run in ONNX Runtime; decoding stays in torch) or "auto"."""
+               backend: str = "auto", mode: str = DEFAULT_MODE, **options: Any) -> Any:  # fmt: skip
+    """A ready pipeline for a model name (`PIPELINES`) or a checkpoint path. `mode` ("fast", "balanced",
+    "accurate": `postprocess.presets.MODES`) sets the named top-down pipelines' options and every model's
+    output threshold; `score_threshold` and options override it. Options: `TopDownOptions` fields for
+    top-down models (`det_threshold`, ...), `longest_side` for movenet-multipose. Unknown options are
+    refused before any weights are fetched or built. `backend`: "torch", "onnxruntime" (the networks run in
+    ONNX Runtime; decoding stays in torch) or "auto"."""
+    if mode not in MODES:
+        raise PosekitError(f"mode={mode!r}: one of {', '.join(MODES)}")
     from posekit.pipeline.stages import ImagePipeline, MultiPoseModel, TopDownOptions, TopDownPipeline
     from posekit.zoo.fetch import fetch
 
@@ -203,11 +198,11 @@ def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None =
             fetch(PIPELINES[name_str][1])  # a no-op when cached and verified
         if multipose:
             model = MultiPoseModel(options.get("longest_side", 256), backend)
-            return ImagePipeline(model, 0.1 if score_threshold is None else score_threshold)
+            return ImagePipeline(model, MODES[mode].whole_image_threshold if score_threshold is None else score_threshold)
         from posekit.models.tfjs_models import CenterNetDetector, SinglePoseMoveNet
-        from posekit.postprocess.presets import PIPELINE_PRESETS, TOPDOWN_PRESETS
 
-        opts = TopDownOptions(**{**TOPDOWN_PRESETS.get(PIPELINE_PRESETS.get(name_str, ""), {}), **options})
+        given = {} if score_threshold is None else {"score_threshold": score_threshold}
+        opts = TopDownOptions(**{**mode_options(mode, name_str), **given, **options})
         pose = SinglePoseMoveNet("movenet-" + ("thunder" if wholebody else name_str.split("-")[1]), margin=opts.margin, backend=backend)
         if wholebody:
             from posekit.pipeline.wholebody import WholeBodyPipeline
@@ -233,6 +228,6 @@ def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None =
     if crops:
         from posekit.models.tfjs_models import CenterNetDetector
 
-        opts = TopDownOptions(**options)
+        opts = TopDownOptions(**({} if score_threshold is None else {"score_threshold": score_threshold}), **options)
         return TopDownPipeline(CheckpointCropModel(model, opts.margin), CenterNetDetector(backend), opts)
-    return ImagePipeline(CheckpointImageModel(model), 0.1 if score_threshold is None else score_threshold)
+    return ImagePipeline(CheckpointImageModel(model), MODES[mode].whole_image_threshold if score_threshold is None else score_threshold)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from posekit.errors import CheckpointError
 from posekit.fileio import atomic_path
-from posekit.zoo.checkpoints import CheckpointError, read_checkpoint, state_sha256
 
 PACKAGED_FORMAT = "posekit-packaged/1"
 MODELS_DIR = Path(__file__).parent / "models"
@@ -63,6 +63,8 @@ def write_packaged(checkpoint: str | Path, out: str | Path) -> str:
     """A checkpoint's weights as fp16 safetensors with its family, spec and config; returns the file's sha256."""
     from safetensors.torch import save_file
 
+    from posekit.zoo.checkpoints import read_checkpoint  # torch: only when a model is written, not for `posekit --help`
+
     state = read_checkpoint(checkpoint)
     weights = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state["model"].items()}
     meta = {"format": PACKAGED_FORMAT, "family": state["family"], "spec": state["spec"], "config": json.dumps(state["config"])}
@@ -74,6 +76,8 @@ def write_packaged(checkpoint: str | Path, out: str | Path) -> str:
 def read_packaged(path: str | Path, expected_sha256: str | None = None) -> dict[str, Any]:
     """A packaged model as a checkpoint-like dict (float32 weights) that `model_from_checkpoint` takes."""
     from safetensors import safe_open
+
+    from posekit.zoo.checkpoints import state_sha256  # torch: only when a model is read, not for `posekit --help`
 
     path = Path(path)
     if not path.is_file():

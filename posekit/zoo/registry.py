@@ -44,6 +44,18 @@ GRAPHS: dict[str, GraphEntry] = {
 
 DEFAULT_GRAPHS = tuple(GRAPHS)
 
+# the pipelines built on these graphs, by name -> (description, graphs it needs); no torch here, so that
+# `posekit --help` lists them without importing it
+PIPELINES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "topdown-thunder": ("CenterNet persons + MoveNet Thunder on 256x256 crops (default, most accurate)", ("centernet", "movenet-thunder")),
+    "topdown-lightning": ("CenterNet persons + MoveNet Lightning on 192x192 crops (faster)", ("centernet", "movenet-lightning")),
+    "topdown-wholebody": ("topdown-thunder + feet (BlazePose), hands (MediaPipe hand landmarks) and face (FaceMesh): COCO-WholeBody 133; "
+                          "--part-detectors (part_detectors=True) adds the palm detector and BlazeFace",
+                          ("centernet", "movenet-thunder", "blazepose-full", "handlandmark-full", "facemesh", "handdetect", "blazeface")),
+    "movenet-multipose": ("MoveNet MultiPose single-stage, up to 6 persons (fastest)", ("movenet-multipose",)),
+}
+DEFAULT_MODEL = "topdown-thunder"
+
 
 def graph_entry(name: str) -> GraphEntry:
     if name not in GRAPHS:
