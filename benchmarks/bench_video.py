@@ -33,7 +33,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     data = Path(os.environ.get("POSEKIT_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    estimator = PoseEstimator(args.model, backend=args.backend)
+    # what `posekit track` runs (detector >= 0.1, no flip test, the raw scores its tracker thresholds were set on)
+    as_track = {"det_threshold": 0.1, "flip_test": False, "calibration": None, "score_threshold": 0.0}
+    estimator = PoseEstimator(args.model, backend=args.backend, **(as_track if args.model in ("topdown-thunder", "topdown-lightning") else {}))
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.people:
             video = Path(tmp) / f"people{n}.mp4"

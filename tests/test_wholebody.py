@@ -21,7 +21,7 @@ CONF = 0.1  # the renders' default: a part drawn at all must be in place
 def wholebody(weights):  # noqa: ANN001, ANN201
     from posekit.zoo.loader import load_model
 
-    return load_model("topdown-wholebody", backend="torch")
+    return load_model("topdown-wholebody", backend="torch", mode="accurate")  # the protocol the README's whole-body AP uses
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["geometry", "part-detectors"])
@@ -31,7 +31,7 @@ def fixture_runs(request, wholebody, data_dir: Path) -> list[tuple[dict, Poses]]
     from posekit.zoo.loader import load_model
 
     if request.param:
-        wholebody = load_model("topdown-wholebody", backend="torch", part_detectors=True)
+        wholebody = load_model("topdown-wholebody", backend="torch", part_detectors=True, mode="accurate")
     root = data_dir / "fixtures" / "coco"
     gt = json.loads((root / "test_coco_wholebody.json").read_text())
     out = []

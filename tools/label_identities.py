@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels", type=Path, default=None, help="build: the person -> tracklets labels (JSON; default: those in --fixture)")
     ap.add_argument("--fixture", type=Path, default=Path("tests/fixtures/clip_identities.json"))
     args = ap.parse_args(argv)
-    estimator = PoseEstimator("topdown-thunder", det_threshold=0.1, flip_test=False)
+    estimator = PoseEstimator("topdown-thunder", det_threshold=0.1, flip_test=False, calibration=None, score_threshold=0.0)
     clips = {p.stem: p for p in sorted((args.data / "videos").glob("*.mp4"))}
     if args.step == "propose":
         for name, path in clips.items():

@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("outputs/posetrack_fixture"))
     args = ap.parse_args()
     data = Path(os.environ.get("POSEKIT_TEST_DATA", ROOT.parent / "shared" / "data")) / "fixtures" / "posetrack18"
-    estimator = PoseEstimator(backend="torch", det_threshold=0.1, flip_test=False)  # what `posekit track` runs
+    estimator = PoseEstimator(backend="torch", det_threshold=0.1, flip_test=False, calibration=None, score_threshold=0.0)  # what `posekit track` runs
     for video in VIDEOS:
         cells = []
         for name, options in VARIANTS.items():

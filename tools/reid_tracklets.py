@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=100, help="training steps of the head (100 measured better than 400)")
     ap.add_argument("--save", type=Path, default=None, help="write the trained head here (safetensors)")
     args = ap.parse_args(argv)
-    estimator = PoseEstimator("topdown-thunder", det_threshold=0.1, flip_test=False)
+    estimator = PoseEstimator("topdown-thunder", det_threshold=0.1, flip_test=False, calibration=None, score_threshold=0.0)
     clips = {p.stem: p for p in sorted((args.data / "videos").glob("*.mp4"))}
     poses = {name: cached_poses(name, str(p), args.out, estimator) for name, p in clips.items()}
     with tempfile.TemporaryDirectory() as tmp:
