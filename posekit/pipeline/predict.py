@@ -103,7 +103,8 @@ def run_predict(
     created = not out_dir.exists()
     writer = PredictionWriter(out_dir, openpose=openpose, render=render, render_options=render_options, video_codec=video_codec)
     fps_of: dict[str, float] = {item: 25.0 for item in live}  # a live source's frames are timed as they come; renders at 25
-    bar = tqdm(total=None if live else count_frames(files), unit="img", disable=quiet or None, dynamic_ncols=True)
+    total = None if live else count_frames(files)
+    bar = tqdm(total=total, unit="img", disable=quiet or None, dynamic_ncols=True)
 
     def frames() -> Iterator[Frame]:
         yield from iter_frames(files)
@@ -143,7 +144,8 @@ def run_predict(
         summary.images += 1
         summary.persons += len(poses)
 
-    workers = min(os.cpu_count() or 1, 2) if concurrent else 1
+    # one frame has nothing to overlap with: its networks run on every core (and no single-threaded sessions are made)
+    workers = min(os.cpu_count() or 1, 2) if concurrent and total != 1 else 1
     threads = torch.get_num_threads()
     start = time.perf_counter()
     try:
