@@ -143,3 +143,22 @@ def test_predict_takes_a_webcam_index_or_url_like_track(weights, tmp_path: Path,
     code = main(["predict", "97", "--out", str(out), "--quiet"])  # no camera 97 here: one line, exit 1, nothing left behind
     err = capsys.readouterr().err
     assert code == 1 and "97: cannot open the camera or stream" in err and not out.exists()
+
+
+def test_bootstrap_resample_repeats_images_and_identical_settings_never_differ(coco_mini: Path) -> None:
+    from posekit.evaluation.bootstrap import bootstrap_aps, interval, resample
+    from posekit.evaluation.coco import evaluate_coco_keypoints
+
+    gt = json.loads((coco_mini / "annotations" / "person_keypoints_train2017.json").read_text())
+    people = [a for a in gt["annotations"] if not a["iscrowd"] and a["num_keypoints"] > 0]
+    # distinct scores: with ties, COCO's accumulation order (by image id) would decide the precision curve
+    noisy = [{"image_id": a["image_id"], "category_id": 1, "score": 0.3 + 0.6 * (a["id"] * 7919 % 1000) / 1000,
+              "keypoints": [v + (6 if i % 3 < 2 else 0) * ((a["id"] + i) % 3 - 1) for i, v in enumerate(a["keypoints"])]} for a in people]  # fmt: skip
+    everything = np.arange(len(gt["images"]))
+    same_gt, same = resample(gt, {"x": noisy}, everything)  # every image once: the AP itself
+    assert evaluate_coco_keypoints(same_gt, same["x"])["AP"] == pytest.approx(evaluate_coco_keypoints(gt, noisy)["AP"])
+    twice_gt, twice = resample(gt, {"x": noisy}, np.r_[everything, everything])  # each image twice: the same AP
+    assert len(twice_gt["annotations"]) == 2 * len(gt["annotations"]) and len(twice["x"]) == 2 * len(noisy)
+    assert evaluate_coco_keypoints(twice_gt, twice["x"])["AP"] == pytest.approx(evaluate_coco_keypoints(gt, noisy)["AP"], abs=0.01)
+    aps = bootstrap_aps(gt, {"a": noisy, "b": list(noisy)}, draws=5)
+    assert interval(aps["a"] - aps["b"]) == (0.0, 0.0) and aps["a"].std() > 0

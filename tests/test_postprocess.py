@@ -177,9 +177,19 @@ def test_tune_nms_cli_reports_a_search_that_never_loses_on_its_split(weights: No
     root = data_dir / "fixtures" / "coco"
     out = tmp_path / "tuned.json"
     assert main(["tune-nms", "--gt", str(root / "test_coco.json"), "--images", str(root), "--boxes", "gt", "--backend", "torch",
-                 "--quiet", "--out", str(out)]) == 0  # fmt: skip
-    assert "best: " in capsys.readouterr().out
+                 "--quiet", "--bootstrap", "20", "--out", str(out)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "best: " in printed and "recommended: " in printed and "frontier" in printed
     report = json.loads(out.read_text())
+    front = report["frontier"]  # cheapest first, each point better than every cheaper one
+    assert all(a["ms_per_image"] <= b["ms_per_image"] and a["AP"] < b["AP"] for a, b in zip(front, front[1:]))
+    assert report["compare"]["tuning: recommended"]["ms_per_image"] <= report["compare"]["tuning: tuned"]["ms_per_image"]
+    iv = report["compare"]["tuning: tuned"]["mean AP, 95% interval"]
+    assert iv[0] <= report["compare"]["tuning: tuned"]["gt"] <= iv[1]
+    # a time budget no setting meets is refused in one line
+    assert main(["tune-nms", "--gt", str(root / "test_coco.json"), "--images", str(root), "--boxes", "gt", "--backend", "torch",
+                 "--quiet", "--bootstrap", "0", "--max-ms", "0.001"]) == 2  # fmt: skip
+    assert "--max-ms 0.001: no setting" in capsys.readouterr().err
     settings = [r["setting"] for r in report["search"]]
     assert "crop scales 0.9, 1.0, 1.1" in settings and any(s.startswith("OKS-NMS") for s in settings)
     tuned, before = report["compare"]["tuning: tuned"]["gt"], report["compare"]["tuning: previous defaults"]["gt"]
