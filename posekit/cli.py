@@ -8,6 +8,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from posekit.errors import PosekitError
@@ -65,14 +67,14 @@ def _predict(args: argparse.Namespace) -> int:
     if args.boxes and not top_down:
         raise PosekitError(f"--boxes needs a top-down model (topdown-thunder, topdown-lightning or a top-down checkpoint), not {args.model}")
     render_options = _render_options(args)
-    out = _out_dir(args)
     estimator = PoseEstimator(args.model, score_threshold=args.score_thr, backend=args.backend, mode=args.mode, **options)
-    try:
-        summary = run_predict(args.inputs, estimator, out, args.openpose, args.render, args.boxes, args.quiet, render_options=render_options,
-                              video_codec=args.video_codec)  # fmt: skip
-    except KeyboardInterrupt:
-        print(f"posekit: interrupted; {out / 'results.json'} holds the images finished before the stop", file=sys.stderr)
-        return 130
+    with _claimed_out(args) as out:
+        try:
+            summary = run_predict(args.inputs, estimator, out, args.openpose, args.render, args.boxes, args.quiet,
+                                  render_options=render_options, video_codec=args.video_codec)  # fmt: skip
+        except KeyboardInterrupt:
+            print(f"posekit: interrupted; {out / 'results.json'} holds the images finished before the stop", file=sys.stderr)
+            return 130
     if not summary.images:
         print(f"{summary.line()}; nothing written")
         return 1
@@ -99,7 +101,6 @@ def _track(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames <= 0:
         raise PosekitError(f"--max-frames {args.max_frames}: a positive number of frames")
     render_options = _render_options(args)
-    out = _out_dir(args)
     if top_down:
         if args.flip_test is not None:
             options["flip_test"] = args.flip_test
@@ -109,28 +110,31 @@ def _track(args: argparse.Namespace) -> int:
         if args.model in ("topdown-thunder", "topdown-lightning", "topdown-wholebody"):
             options |= {"calibration": None, "score_threshold": 0.0}
     estimator = PoseEstimator(args.model, backend=args.backend, mode=args.mode, **options)
-    try:
-        summary = run_track(args.source, estimator, out, render=not args.no_render, smooth=args.smooth,
-                            embeddings=args.embeddings, concurrent=False if args.sequential else None, quiet=args.quiet,
-                            max_frames=args.max_frames, render_options=render_options, video_codec=args.video_codec,
-                            tracker_options=TrackerOptions(camera_motion=args.camera_motion))  # fmt: skip
-    except KeyboardInterrupt:
-        print(f"posekit: interrupted; outputs in {out} are valid up to the last frame processed", file=sys.stderr)
-        return 130
+    with _claimed_out(args) as out:
+        try:
+            summary = run_track(args.source, estimator, out, render=not args.no_render, smooth=args.smooth,
+                                embeddings=args.embeddings, concurrent=False if args.sequential else None, quiet=args.quiet,
+                                max_frames=args.max_frames, render_options=render_options, video_codec=args.video_codec,
+                                tracker_options=TrackerOptions(camera_motion=args.camera_motion))  # fmt: skip
+        except KeyboardInterrupt:
+            print(f"posekit: interrupted; outputs in {out} are valid up to the last frame processed", file=sys.stderr)
+            return 130
     print(f"{summary.line()} -> {out}")
     if not args.no_render:
         print(f"render -> {out / 'render'} ({_codec_line(args.video_codec)})")
     return 1 if summary.failed else 0
 
 
-def _out_dir(args: argparse.Namespace) -> Path:
-    """--out, or a new numbered folder beside it when it already holds files (unless --exist-ok)."""
-    from posekit.fileio import fresh_out_dir
+@contextmanager
+def _claimed_out(args: argparse.Namespace) -> Iterator[Path]:
+    """--out, or a new numbered folder beside it when it already holds files (unless --exist-ok) or another
+    run holds it; held for this run (`fileio.claimed_out_dir`)."""
+    from posekit.fileio import claimed_out_dir
 
-    out = fresh_out_dir(args.out, args.exist_ok)
-    if out != Path(args.out):
-        print(f"posekit: {args.out} already holds files; writing to {out} (--exist-ok to reuse {args.out})", file=sys.stderr)
-    return out
+    with claimed_out_dir(args.out, args.exist_ok) as out:
+        if out != Path(args.out):
+            print(f"posekit: {args.out} already holds files or is in use; writing to {out} (--exist-ok to reuse {args.out})", file=sys.stderr)
+        yield out
 
 
 def _check_scores(args: argparse.Namespace, *names: str) -> None:
@@ -143,6 +147,10 @@ def _check_scores(args: argparse.Namespace, *names: str) -> None:
 
 def _render_options(args: argparse.Namespace) -> dict:
     _check_scores(args, "kpt_thr", "conf")
+    if getattr(args, "render", False) or not getattr(args, "no_render", True):  # refused before any work, not as an empty video
+        from posekit.pipeline.writers import pick_video_codec
+
+        pick_video_codec(args.video_codec)
     return {"keypoint_threshold": args.kpt_thr, "person_threshold": args.conf}
 
 
@@ -232,8 +240,10 @@ def _eval(args: argparse.Namespace) -> int:
         format_table,
         read_gt_json,
     )
-    from posekit.fileio import atomic_write_json
+    from posekit.fileio import atomic_write_json, check_writable_target
 
+    if args.out:  # refused before any work, not after it
+        check_writable_target(args.out)
     if args.oracle:
         return _eval_oracle(args)
     if (args.results is None) == (args.model is None):
@@ -329,9 +339,11 @@ def _eval_lsp_model(args: argparse.Namespace) -> int:
 
 
 def _tune_nms(args: argparse.Namespace) -> int:
-    from posekit.fileio import atomic_write_json
+    from posekit.fileio import atomic_write_json, check_writable_target
     from posekit.postprocess.tune import run_tune_nms
 
+    if args.out:  # refused before the search, not after it
+        check_writable_target(args.out)
     if args.max_ms is not None and args.max_ms <= 0:
         raise PosekitError(f"--max-ms {args.max_ms}: a positive number of milliseconds per image")
     if args.bootstrap < 0:

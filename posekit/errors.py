@@ -19,3 +19,7 @@ class InputError(PosekitError):
 
 class CheckpointError(PosekitError):
     """A checkpoint file that cannot be used."""
+
+
+class OutputError(PosekitError):
+    """An output path posekit will not write: a device, a pipe, a link, or a folder another run holds."""

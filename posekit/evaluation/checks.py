@@ -59,8 +59,10 @@ def check_coco_gt(data: Any, path: Path, num_keypoints: int | None = None) -> di
     for i, img in enumerate(data["images"]):
         if not isinstance(img, dict) or "id" not in img:
             raise DatasetError(f"--gt {path}: images[{i}]: missing field 'id'")
+        if img["id"] in ids:  # pycocotools would silently score one image's persons against the other's
+            raise DatasetError(f"--gt {path}: images[{i}]: id {img['id']!r} is used twice; image ids must be unique")
         ids.add(img["id"])
-    annotations = []
+    annotations, ann_ids = [], set()
     for i, ann in enumerate(data["annotations"]):
         where = f"--gt {path}: annotations[{i}]"
         if not isinstance(ann, dict):
@@ -75,6 +77,10 @@ def check_coco_gt(data: Any, path: Path, num_keypoints: int | None = None) -> di
             raise DatasetError(f"{where}: 'keypoints' must be {num_keypoints or 'K'} finite x, y, v triples")
         if not _finite_numbers(ann["bbox"], 4) or ann["bbox"][2] < 0 or ann["bbox"][3] < 0:
             raise DatasetError(f"{where}: 'bbox' must be 4 finite numbers [x, y, w, h] with w, h >= 0")
+        if "id" in ann:  # pycocotools matches by annotation id: a repeated id silently scores the wrong person
+            if ann["id"] in ann_ids:
+                raise DatasetError(f"{where}: id {ann['id']!r} is used twice; annotation ids must be unique")
+            ann_ids.add(ann["id"])
         if "area" not in ann:
             ann = {**ann, "area": float(ann["bbox"][2] * ann["bbox"][3])}
         elif not _finite_numbers([ann["area"]], 1):

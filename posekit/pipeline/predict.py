@@ -159,6 +159,6 @@ def run_predict(
         bar.close()
         writer.close()
         summary.seconds = time.perf_counter() - start
-        if created and summary.images == 0:  # every input failed: leave no empty output folder behind
-            writer.remove()
+        if summary.images == 0:  # every input failed: leave no empty outputs (nor a folder this run made) behind
+            writer.remove(remove_folder=created)
     return summary

@@ -28,6 +28,14 @@ MAX_PIXELS = 200_000_000  # ~600 MB as RGB; larger is refused rather than riskin
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
+def pil_array(im: Image.Image) -> np.ndarray:
+    """A PIL image's pixels at their own depth: 16- and 32-bit gray kept as such (to_rgb_uint8 scales them;
+    PIL's convert("RGB") would saturate them to white), palettes and other modes converted to RGB(A)."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "RGB", "L", "RGBA", "LA"):
+        return np.array(im)
+    return np.array(im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB"))
+
+
 def to_rgb_uint8(array: np.ndarray) -> np.ndarray:
     """Any decoded image array (gray, gray+alpha, RGB, RGBA; 8/16-bit or float) -> HxWx3 uint8 RGB."""
     a = np.asarray(array)
@@ -54,7 +62,7 @@ def as_rgb(image: object, rgb: bool = False, name: str = "image") -> np.ndarray:
     if isinstance(image, (str, Path)):
         return read_image(image)
     if isinstance(image, Image.Image):
-        return to_rgb_uint8(np.array(image.convert("RGBA" if "A" in image.mode else "RGB")))
+        return to_rgb_uint8(pil_array(image))
     if image is None:
         raise InputError(f"{name} is None (cv2.imread returns None for a file it cannot read: check the path)")
     if isinstance(image, (bytes, bytearray, memoryview)):
@@ -90,13 +98,7 @@ def read_image(path: str | Path) -> np.ndarray:
             if im.width * im.height > MAX_PIXELS:  # PIL itself refuses only above twice its limit
                 raise InputError(f"{p}: image too large ({im.width}x{im.height} = {im.width * im.height / 1e6:.0f} Mpx; "
                                  f"over {MAX_PIXELS / 1e6:.0f} Mpx is refused to protect the machine's memory)")
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                array = np.array(im)
-            elif im.mode in ("RGB", "L", "RGBA", "LA"):
-                array = np.array(im)
-            else:
-                array = np.array(im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB"))
+            array = pil_array(ImageOps.exif_transpose(im))
     except Image.DecompressionBombError as e:
         raise InputError(f"{p}: image too large (over {MAX_PIXELS:,} pixels)") from e
     except UnidentifiedImageError as e:

@@ -24,6 +24,8 @@ from posekit.postprocess.pose_nms import SCORING_RULES, PoseNMSParams, parametri
 from posekit.structures import Poses
 
 POSE_NMS = ("oks", "parametric", "none")
+# crops (mirror images included) per pose-network call: memory stays flat whatever the number of boxes
+POSE_CHUNK = 8
 
 
 @dataclass
@@ -167,8 +169,20 @@ class TopDownPipeline:
             boxes, box_scores = self.detect(image)
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         box_scores = np.ones(len(boxes), np.float32) if box_scores is None else np.asarray(box_scores, np.float32)
-        crops, mats = self.crop_inputs(image, boxes)
-        return self.estimate(crops, mats, boxes, box_scores)
+        if len(boxes) == 0:
+            return Poses.empty(len(self.sigmas), self.pose.spec)
+        keypoints, kp_scores = self.pose_boxes(image, boxes)
+        scores, keep = rank_and_suppress(self.options, self.sigmas, keypoints, kp_scores, boxes, box_scores)
+        return Poses(keypoints, kp_scores, boxes, scores, self.pose.spec).select(keep)
+
+    def pose_boxes(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Keypoints [N,K,2] and scores [N,K] of `boxes`, cropped and run a chunk of boxes at a time (at most
+        `POSE_CHUNK` crops per network call, crop variants included), so that a photo with thousands of
+        given boxes needs no more memory than one with thirty."""
+        variants = len(self.options.crop_scales) * (2 if self.options.flip_test else 1)
+        step = max(1, POSE_CHUNK // variants)
+        parts = [self.keypoints(*self.crop_inputs(image, boxes[i : i + step]), len(boxes[i : i + step])) for i in range(0, len(boxes), step)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def crop_inputs(self, image: np.ndarray, boxes: np.ndarray, scales: tuple[float, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The pose model's crops of `boxes`, one set per crop scale (default: the options'), concatenated

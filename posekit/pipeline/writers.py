@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import tempfile
@@ -11,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from posekit.errors import PosekitError
 from posekit.fileio import JsonLines, atomic_path, atomic_write_bytes, atomic_write_json, read_json_lines, whole_item
 from posekit.pipeline.readers import quiet_stderr
 from posekit.structures import Poses
@@ -45,7 +47,20 @@ class ImageIds:
         return image_id
 
 
+MAX_STEM_BYTES = 200  # file names are at most 255 bytes; room for "_k", a suffix and a frame number
+
+
+def _short_stem(stem: str) -> str:
+    """`stem`, or when over MAX_STEM_BYTES its start and a hash of the whole (distinct long names stay distinct)."""
+    raw = stem.encode("utf-8", "surrogateescape")
+    if len(raw) <= MAX_STEM_BYTES:
+        return stem
+    head = raw[: MAX_STEM_BYTES - 13].decode("utf-8", "ignore")
+    return f"{head}-{hashlib.sha256(raw).hexdigest()[:12]}"
+
+
 def _unique_name(directory: Path, stem: str, suffix: str, taken: set[str]) -> Path:
+    stem = _short_stem(stem)
     name, k = f"{stem}{suffix}", 1
     while name in taken:
         name, k = f"{stem}_{k}{suffix}", k + 1
@@ -70,20 +85,26 @@ VIDEO_CODECS = {"h264": ("avc1", ".mp4", "H.264/MP4"), "vp8": ("VP80", ".webm", 
 
 
 @cache
-def pick_video_codec(choice: str = "auto") -> str:
-    """The codec a render uses: `choice`, or for "auto" the first of h264, vp8, mp4v this OpenCV can encode."""
-    if choice != "auto":
-        return choice
+def can_encode(name: str) -> bool:
+    """Whether this OpenCV build can write video with codec `name` (a key of VIDEO_CODECS)."""
+    fourcc, suffix, _ = VIDEO_CODECS[name]
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("h264", "vp8"):
-            fourcc, suffix, _ = VIDEO_CODECS[name]
-            with quiet_stderr():  # FFmpeg prints its own lines for the encoders it lacks
-                writer = cv2.VideoWriter(str(Path(tmp) / f"probe{suffix}"), cv2.VideoWriter_fourcc(*fourcc), 25, (64, 64))
-            ok = writer.isOpened()
-            writer.release()
-            if ok:
-                return name
-    return "mp4v"
+        with quiet_stderr():  # FFmpeg prints its own lines for the encoders it lacks
+            writer = cv2.VideoWriter(str(Path(tmp) / f"probe{suffix}"), cv2.VideoWriter_fourcc(*fourcc), 25, (64, 64))
+        ok = writer.isOpened()
+        writer.release()
+    return ok
+
+
+@cache
+def pick_video_codec(choice: str = "auto") -> str:
+    """The codec a render uses: `choice` (refused in one line when this OpenCV cannot encode it: it would
+    write an empty file), or for "auto" the first of h264, vp8, mp4v this OpenCV can encode."""
+    if choice != "auto":
+        if not can_encode(choice):
+            raise PosekitError(f"--video-codec {choice}: this OpenCV cannot encode {VIDEO_CODECS[choice][2]} (use auto, vp8 or mp4v)")
+        return choice
+    return next((name for name in ("h264", "vp8") if can_encode(name)), "mp4v")
 
 
 class VideoRender:
@@ -159,15 +180,15 @@ class PredictionWriter:
                     if ok:
                         atomic_write_bytes(_unique_name(self.out_dir / "render", stem, ".jpg", self._names["render"]), buf.tobytes())
 
-    def remove(self) -> None:
-        """Delete this writer's (closed) outputs and the folder when nothing else is in it: a run whose every
-        input failed leaves nothing behind."""
+    def remove(self, remove_folder: bool = False) -> None:
+        """Delete this writer's (closed, empty) outputs, and with `remove_folder` the folder when nothing
+        else is in it: a run whose every input failed leaves nothing behind."""
         for name in (self.STREAM, "results.json", "image_ids.json"):
             (self.out_dir / name).unlink(missing_ok=True)
         for sub in ("openpose", "render"):
             if (self.out_dir / sub).is_dir() and not any((self.out_dir / sub).iterdir()):
                 (self.out_dir / sub).rmdir()
-        if not any(self.out_dir.iterdir()):
+        if remove_folder and not any(self.out_dir.iterdir()):
             self.out_dir.rmdir()
 
     def close(self) -> None:

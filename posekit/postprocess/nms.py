@@ -75,18 +75,38 @@ def oks_matrix(kpts_a: np.ndarray, kpts_b: np.ndarray, areas: np.ndarray, sigmas
     return np.exp(-e).mean(-1)
 
 
+NMS_BLOCK = 64  # reference poses whose similarity rows are computed at once: memory O(block x N x K), any N
+
+
+def greedy_suppression(order: np.ndarray, redundant: Callable[[np.ndarray], np.ndarray], block: int = NMS_BLOCK) -> np.ndarray:
+    """Greedy NMS over `order` (best first): each pose not yet suppressed is kept and suppresses the poses
+    `redundant(refs)[r]` marks for reference `refs[r]` ([len(refs), N] bool). The rows are computed a block
+    of still-live references at a time, never as an N x N x K array."""
+    n = len(order)
+    suppressed = np.zeros(n, bool)
+    keep: list[int] = []
+    for start in range(0, n, block):
+        refs = order[start : start + block]
+        refs = refs[~suppressed[refs]]
+        if len(refs) == 0:
+            continue
+        rows = redundant(refs)
+        for r, i in enumerate(refs):
+            if suppressed[i]:
+                continue
+            keep.append(int(i))
+            suppressed |= rows[r]
+    return np.array(keep, np.int64)
+
+
 def oks_nms(keypoints: np.ndarray, scores: np.ndarray, boxes: np.ndarray, sigmas: np.ndarray, threshold: float = 0.9) -> np.ndarray:
     """Greedy pose NMS: drop a pose whose OKS with a better-scored kept pose exceeds `threshold`."""
     order = np.argsort(-np.asarray(scores), kind="stable")
     if len(order) == 0:
         return order.astype(np.int64)
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    oks = oks_matrix(keypoints, keypoints, (areas[:, None] + areas[None, :]) / 2, sigmas)
-    keep: list[int] = []
-    suppressed = np.zeros(len(order), bool)
-    for i in order:
-        if suppressed[i]:
-            continue
-        keep.append(int(i))
-        suppressed |= oks[i] > threshold
-    return np.array(keep, np.int64)
+
+    def redundant(refs: np.ndarray) -> np.ndarray:
+        return oks_matrix(keypoints[refs], keypoints, (areas[refs, None] + areas[None, :]) / 2, sigmas) > threshold
+
+    return greedy_suppression(order, redundant)

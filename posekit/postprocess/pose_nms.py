@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from posekit.postprocess.nms import mean_above
+from posekit.postprocess.nms import greedy_suppression, mean_above
 
 
 @dataclass(frozen=True)
@@ -38,17 +38,20 @@ class PoseNMSParams:
         return asdict(self)
 
 
-def pose_similarity(keypoints: np.ndarray, keypoint_scores: np.ndarray, boxes: np.ndarray, params: PoseNMSParams) -> np.ndarray:
-    """d(P_j | reference P_i) [N,N]: row i is the reference (its box sets the window and the scale)."""
+def pose_similarity(keypoints: np.ndarray, keypoint_scores: np.ndarray, boxes: np.ndarray, params: PoseNMSParams,
+                    refs: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """d(P_j | reference P_i) [R,N] for the reference poses `refs` (default all: [N,N]); row r is the
+    reference refs[r] (its box sets the window and the scale)."""
     kp = np.asarray(keypoints, np.float64)
     sc = np.clip(np.asarray(keypoint_scores, np.float64), 0.0, None)
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
-    w = np.maximum(b[:, 2] - b[:, 0], 1e-6)
-    h = np.maximum(b[:, 3] - b[:, 1], 1e-6)
-    delta = kp[None, :, :, :] - kp[:, None, :, :]  # [i, j, K, 2]: pose j relative to reference i
+    refs = np.arange(len(kp)) if refs is None else np.asarray(refs)
+    w = np.maximum(b[refs, 2] - b[refs, 0], 1e-6)
+    h = np.maximum(b[refs, 3] - b[refs, 1], 1e-6)
+    delta = kp[None, :, :, :] - kp[refs, None, :, :]  # [r, j, K, 2]: pose j relative to reference refs[r]
     inside = (np.abs(delta[..., 0]) <= params.window * w[:, None, None] / 2) & (np.abs(delta[..., 1]) <= params.window * h[:, None, None] / 2)
     conf = np.tanh(sc / params.sigma1)
-    ksim = (inside * conf[:, None, :] * conf[None, :, :]).mean(-1)
+    ksim = (inside * conf[refs, None, :] * conf[None, :, :]).mean(-1)
     side = np.maximum(w, h)[:, None, None]
     hsim = np.exp(-(delta**2).sum(-1) / (params.sigma2 * side**2)).mean(-1)
     return ksim + params.lam * hsim
@@ -62,15 +65,7 @@ def parametric_pose_nms(keypoints: np.ndarray, keypoint_scores: np.ndarray, boxe
     order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
     if len(order) == 0:
         return order.astype(np.int64)
-    sim = pose_similarity(keypoints, keypoint_scores, boxes, params)
-    suppressed = np.zeros(len(order), bool)
-    keep: list[int] = []
-    for i in order:
-        if suppressed[i]:
-            continue
-        keep.append(int(i))
-        suppressed |= sim[i] >= params.eta
-    return np.array(keep, np.int64)
+    return greedy_suppression(order, lambda refs: pose_similarity(keypoints, keypoint_scores, boxes, params, refs) >= params.eta)
 
 
 # Instance scoring: how a person found by the top-down pipeline is ranked (COCO AP depends only on the

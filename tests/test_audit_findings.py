@@ -1,0 +1,68 @@
+"""The audit's medium findings (#34): right answers or a refusal, one line each, and one bad item never
+ends a run. Each test failed before its fix."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from posekit.cli import main
+
+PHOTO = "000000196141.jpg"
+
+
+def test_eval_refuses_duplicate_annotation_ids(data_dir: Path, tmp_path: Path, capsys) -> None:
+    gt = json.loads((data_dir / "fixtures" / "coco" / "test_coco.json").read_text())
+    gt["annotations"][1]["id"] = gt["annotations"][0]["id"]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    results = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0} for a in gt["annotations"]]
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    assert main(["eval", "--gt", str(tmp_path / "gt.json"), "--results", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert "annotations[1]" in err and "used twice" in err and err.count("\n") == 1
+
+
+def test_eval_model_with_no_readable_image_is_refused(weights, data_dir: Path, tmp_path: Path, capsys) -> None:
+    gt = data_dir / "fixtures" / "coco" / "test_coco.json"
+    code = main(["eval", "--gt", str(gt), "--model", "topdown-lightning", "--images", str(tmp_path / "nonexistent"),
+                 "--out-dir", str(tmp_path / "e"), "--quiet"])  # fmt: skip
+    assert code == 2 and "nothing to score" in capsys.readouterr().err
+
+
+def test_a_legal_255_byte_name_is_rendered_and_the_run_goes_on(weights, data_dir: Path, tmp_path: Path) -> None:
+    long_name = "p" * 251 + ".jpg"  # 255 bytes: legal, but a temp name derived from it is not
+    images = tmp_path / "in"
+    images.mkdir()
+    shutil.copy(data_dir / "fixtures" / "coco" / PHOTO, images / long_name)
+    shutil.copy(data_dir / "fixtures" / "coco" / PHOTO, images / "zz_after.jpg")
+    out = tmp_path / "out"
+    assert main(["predict", str(images), "--render", "--openpose", "--out", str(out), "--quiet"]) == 0
+    assert len(list((out / "render").glob("*.jpg"))) == 2 and len(list((out / "openpose").glob("*.json"))) == 2
+    assert all(len(p.name.encode()) <= 255 for p in (out / "render").iterdir())
+
+
+def test_an_explicit_codec_this_opencv_lacks_is_refused_before_any_work(weights, data_dir: Path, tmp_path: Path, capsys) -> None:
+    from posekit.pipeline.writers import can_encode
+
+    if can_encode("h264"):
+        pytest.skip("this OpenCV has an H.264 encoder: nothing to refuse")
+    out = tmp_path / "out"
+    code = main(["predict", str(data_dir / "fixtures" / "coco" / PHOTO), "--render", "--video-codec", "h264", "--out", str(out)])
+    assert code == 2 and "cannot encode H.264" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_16_bit_pil_image_finds_the_people_its_8_bit_version_does(weights, data_dir: Path) -> None:
+    from posekit.api import PoseEstimator
+
+    gray = Image.open(data_dir / "fixtures" / "coco" / PHOTO).convert("L")
+    deep = Image.fromarray(np.asarray(gray, np.uint16) * 257)  # the same picture at 16 bits (mode I;16)
+    assert deep.mode == "I;16"
+    est = PoseEstimator(mode="accurate")
+    eight, sixteen = est(gray), est(deep)
+    assert len(eight) >= 2 and len(sixteen) == len(eight)
+    assert np.allclose(np.sort(sixteen.scores), np.sort(eight.scores), atol=1e-3)
