@@ -75,7 +75,7 @@ def oks_matrix(kpts_a: np.ndarray, kpts_b: np.ndarray, areas: np.ndarray, sigmas
     return np.exp(-e).mean(-1)
 
 
-NMS_BLOCK = 64  # reference poses whose similarity rows are computed at once: memory O(block x N x K), any N
+NMS_BLOCK = 16  # reference poses whose similarity rows are computed at once: memory O(block x N x K), any N
 
 
 def greedy_suppression(order: np.ndarray, redundant: Callable[[np.ndarray], np.ndarray], block: int = NMS_BLOCK) -> np.ndarray:
