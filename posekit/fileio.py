@@ -23,7 +23,7 @@ def check_writable_target(path: str | Path) -> None:
     path = Path(path)
     try:
         info = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there (making the folder then fails on its own)
         return
     except OSError as e:
         raise OutputError(f"{path}: cannot be checked for writing ({e.strerror})") from e

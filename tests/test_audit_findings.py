@@ -66,3 +66,47 @@ def test_a_16_bit_pil_image_finds_the_people_its_8_bit_version_does(weights, dat
     eight, sixteen = est(gray), est(deep)
     assert len(eight) >= 2 and len(sixteen) == len(eight)
     assert np.allclose(np.sort(sixteen.scores), np.sort(eight.scores), atol=1e-3)
+
+
+def test_track_over_a_folder_with_a_truncated_frame_keeps_every_other_frame(weights, data_dir: Path, tmp_path: Path) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    photo = (data_dir / "fixtures" / "coco" / PHOTO).read_bytes()
+    for i in range(6):
+        (frames / f"f{i}.jpg").write_bytes(photo[:5000] if i == 2 else photo)  # f2 truncated
+    assert main(["track", str(frames), "--out", str(tmp_path / "out"), "--no-render", "--quiet"]) == 1  # one frame failed
+    counts = {json.loads(line)["image"]["file_name"][-6:]: len(json.loads(line)["results"])
+              for line in (tmp_path / "out" / "frames.jsonl").read_text().splitlines()}  # fmt: skip
+    assert "f2.jpg" not in counts and len(counts) == 5
+    assert len(set(counts.values())) == 1 and counts["f0.jpg"] >= 2  # the same people in every readable frame, f0 included
+
+
+def _thunder_poses(photo: Path):  # noqa: ANN202
+    from posekit.api import PoseEstimator
+
+    return PoseEstimator("topdown-thunder", backend="onnxruntime", mode="accurate")(photo)
+
+
+def test_a_bad_onnx_cache_entry_is_exported_again_and_an_unwritable_cache_falls_back_to_torch(weights, data_dir: Path, tmp_path: Path,
+                                                                                               monkeypatch, caplog) -> None:  # fmt: skip
+    import posekit.export.backend as backend
+
+    photo = data_dir / "fixtures" / "coco" / PHOTO
+    monkeypatch.setattr(backend, "onnx_cache_dir", lambda: tmp_path / "onnx")
+    want = _thunder_poses(photo)
+    entries = {p.name.split("-")[0]: p for p in (tmp_path / "onnx").glob("*.onnx")}
+    thunder, centernet = next(p for n, p in entries.items() if n == "movenet"), entries["centernet"]
+    for bad in (b"not an onnx file", centernet.read_bytes()):  # corrupt, then another model's export
+        thunder.write_bytes(bad)
+        caplog.clear()
+        got = _thunder_poses(photo)
+        assert np.allclose(got.keypoints, want.keypoints, atol=1e-3) and len(got) == len(want)
+        assert any(str(thunder) in r.getMessage() and "exporting it again" in r.getMessage() for r in caplog.records)
+        assert thunder.read_bytes() != bad
+    blocked = tmp_path / "a_file"
+    blocked.write_text("x")
+    monkeypatch.setattr(backend, "onnx_cache_dir", lambda: blocked / "onnx")  # cannot be made: falls back to torch
+    caplog.clear()
+    got = _thunder_poses(photo)
+    assert len(got) == len(want) and np.allclose(np.sort(got.scores), np.sort(want.scores), atol=1e-2)  # torch vs ONNX Runtime
+    assert any("running" in r.getMessage() and "in torch" in r.getMessage() for r in caplog.records)

@@ -10,6 +10,7 @@ torch on that first real input, and cached beside the weights, keyed by their sh
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ import torch
 
 from posekit.errors import PosekitError
 
+log = logging.getLogger("posekit")
 BACKENDS = ("torch", "onnxruntime")
 # fp32 limit of an export against torch. Raw outputs (offsets in grid pixels, box corners in input pixels,
 # logits) are compared relative to their magnitude where it exceeds 1; the pipeline's outputs are compared
@@ -93,7 +95,10 @@ class SessionCache:
     def path_for(self, shape: tuple[int, ...]) -> Path:
         return onnx_cache_dir() / f"{self.stem}-{'x'.join(map(str, shape))}.onnx"
 
-    def session(self, values: list[torch.Tensor]) -> Any:
+    def session(self, values: list[torch.Tensor], input_names: list[str] | None = None) -> Any:
+        """The session for these inputs' shape; a cache entry that ONNX Runtime cannot load, or whose inputs
+        are not `input_names` (a file from another model), is exported again once, with one line naming it.
+        A cache that cannot be written raises `OSError` (the caller falls back to torch)."""
         from posekit.export.onnx import onnx_session
 
         shape = tuple(values[0].shape[1:])
@@ -103,7 +108,16 @@ class SessionCache:
                 path = self.path_for(shape)
                 if not path.exists():
                     self.export(values, path)
-                self._sessions[key] = onnx_session(path, key[1])
+                try:
+                    session = onnx_session(path, key[1])
+                    if input_names is not None and [i.name for i in session.get_inputs()] != list(input_names):
+                        raise ValueError(f"its inputs are {[i.name for i in session.get_inputs()]}, not {list(input_names)}")
+                except Exception as e:  # noqa: BLE001 - ONNX Runtime raises its own types for a corrupt file
+                    log.warning("posekit: %s: unusable ONNX cache entry (%s); exporting it again", path, str(e).splitlines()[0][:160])
+                    path.unlink(missing_ok=True)
+                    self.export(values, path)
+                    session = onnx_session(path, key[1])
+                self._sessions[key] = session
             return self._sessions[key]
 
 
@@ -111,13 +125,18 @@ class OnnxTrunk:
     """A `TfjsGraphModule.trunk_runner` that runs the trunk in ONNX Runtime."""
 
     def __init__(self, module: Any, name: str, sha256: str) -> None:
-        self.module = module
+        self.module, self.name = module, name
         # the same graph cut for other outputs (e.g. MoveNet with its features for embeddings) is another trunk
         cut = hashlib.sha256("|".join(module.trunk_inputs + ["->"] + module.trunk_outputs).encode()).hexdigest()[:8]
         self.cache = SessionCache(f"{name}-{sha256[:16]}-{cut}", lambda values, path: export_trunk(module, name, sha256, values, path))
 
     def __call__(self, values: list[torch.Tensor]) -> list[torch.Tensor]:
-        session = self.cache.session(values)
+        try:
+            session = self.cache.session(values, self.module.trunk_inputs)
+        except OSError as e:  # a read-only or full cache: this graph runs in torch from now on
+            log.warning("posekit: cannot write the ONNX export to %s (%s); running %s in torch", onnx_cache_dir(), e.strerror or e, self.name)
+            self.module.trunk_runner = None
+            return list(self.module.run_trunk(*values))
         feeds = {n: v.contiguous().numpy() for n, v in zip(self.module.trunk_inputs, values)}
         return [torch.from_numpy(o) for o in session.run(None, feeds)]
 

@@ -27,7 +27,9 @@ class ConfirmationDelay(Generic[T]):
     def push(self, item: T) -> list[T]:
         self.held.append(item)
         released = []
-        while len(self.held) > self.lag:
+        # the lag counts frames with poses: a frame that could not be read brings no hit, so it must not
+        # release an earlier frame before that frame's tracks could be confirmed (it goes out in order)
+        while self.held and (self.get(self.held[0]) is None or sum(self.get(i) is not None for i in self.held) > self.lag):
             released.append(self._release(self.held.popleft(), False))
         return released
 
