@@ -130,9 +130,12 @@ def _checked_boxes(boxes: Any, box_scores: Any) -> tuple[np.ndarray | None, np.n
             raise InputError("box_scores without boxes")
         return None, None
     try:
-        b = np.asarray(boxes, np.float32).reshape(-1, 4)
+        b = np.asarray(boxes, np.float32)
     except (TypeError, ValueError) as e:
         raise InputError(f"boxes: expected an [N, 4] array of x1, y1, x2, y2, got {np.shape(boxes)}") from e
+    if not (b.shape == (4,) or (b.ndim == 2 and b.shape[1] == 4)):  # a [4, 3] array is no list of boxes, whatever reshape says
+        raise InputError(f"boxes: expected an [N, 4] array of x1, y1, x2, y2 (or one box of 4), got shape {b.shape}")
+    b = b.reshape(-1, 4)
     s = np.ones(len(b), np.float32) if box_scores is None else np.asarray(box_scores, np.float32).reshape(-1)
     if len(s) != len(b):
         raise InputError(f"box_scores: {len(s)} scores for {len(b)} boxes")

@@ -372,6 +372,12 @@ def _show(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from posekit.bench import bench_networks, bench_pipelines, bench_stages
 
+    for name in ("repeat", "threads"):
+        if getattr(args, name) < 1:
+            raise PosekitError(f"--{name} {getattr(args, name)}: at least 1")
+    if min(args.batch_sizes) < 1:
+        raise PosekitError(f"--batch-sizes {' '.join(map(str, args.batch_sizes))}: each at least 1")
+
     if args.stages:
         for model in args.models:
             print(json.dumps(bench_stages(args.images, args.mode, model, args.threads, args.backends[0])))

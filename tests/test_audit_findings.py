@@ -110,3 +110,41 @@ def test_a_bad_onnx_cache_entry_is_exported_again_and_an_unwritable_cache_falls_
     got = _thunder_poses(photo)
     assert len(got) == len(want) and np.allclose(np.sort(got.scores), np.sort(want.scores), atol=1e-2)  # torch vs ONNX Runtime
     assert any("running" in r.getMessage() and "in torch" in r.getMessage() for r in caplog.records)
+
+
+class _NotAllowed:  # an object a safe (weights_only) load refuses
+    pass
+
+
+@pytest.mark.parametrize("args", [["--repeat", "0"], ["--threads", "0"], ["--batch-sizes", "8", "0", "--networks", "centernet"]])
+def test_bench_refuses_counts_below_one(args: list[str], tmp_path: Path, capsys) -> None:
+    assert main(["bench", str(tmp_path / "x.jpg"), *args]) == 2
+    assert "at least 1" in capsys.readouterr().err
+
+
+def test_train_refuses_a_zero_log_interval(tmp_path: Path, capsys) -> None:
+    config = Path(__file__).resolve().parents[1] / "configs" / "lspet_r18_128x96_heatmap.yaml"
+    assert main(["train", str(config), "--set", "train.log_every=0", "--out", str(tmp_path / "t")]) == 2
+    assert "train.log_every=0: at least 1" in capsys.readouterr().err
+
+
+def test_api_boxes_of_the_wrong_shape_are_refused_not_reshaped() -> None:
+    from posekit.api import _checked_boxes
+    from posekit.errors import InputError
+
+    with pytest.raises(InputError, match=r"shape \(4, 3\)"):
+        _checked_boxes(np.zeros((4, 3)), None)
+    assert _checked_boxes([1, 2, 3, 4], None)[0].shape == (1, 4)
+
+
+def test_a_refused_checkpoint_never_repeats_the_unsafe_advice(tmp_path: Path) -> None:
+    import torch
+
+    from posekit.errors import CheckpointError
+    from posekit.zoo.checkpoints import read_checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"format": "x", "payload": _NotAllowed()}, path)
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(path)
+    assert "refused" in str(info.value) and "weights_only=False" not in str(info.value)

@@ -78,6 +78,16 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"  # cpu | cuda | auto (cuda when available); tests and CI use the CPU
 
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "log_every"):
+            if isinstance(getattr(self, name), int) and getattr(self, name) < 1:
+                raise ConfigError(f"train.{name}={getattr(self, name)}: at least 1")
+        for name in ("steps", "checkpoint_every", "eval_every", "warmup_steps"):
+            if isinstance(getattr(self, name), int) and getattr(self, name) < 0:
+                raise ConfigError(f"train.{name}={getattr(self, name)}: 0 or more")
+        if isinstance(self.lr, (int, float)) and not self.lr > 0:
+            raise ConfigError(f"train.lr={self.lr}: a positive learning rate")
+
 
 @dataclass
 class Config:

@@ -52,6 +52,9 @@ def read_checkpoint(path: str | Path, verify_weights: bool = True) -> dict[str, 
     except Exception as e:  # garbage bytes reach the unpickler as any of a dozen exception types
         if isinstance(e, MemoryError):
             raise
+        if "weights_only" in str(e):  # torch's advice here is to load it unsafely: never repeat it
+            raise CheckpointError(f"{path}: refused: it holds Python objects a safe load does not run, so it is no posekit "
+                                  "checkpoint (posekit never loads a file unsafely)") from e  # fmt: skip
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt ({first})") from e
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
