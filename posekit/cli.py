@@ -667,6 +667,10 @@ def main(argv: list[str] | None = None) -> int:
     except PosekitError as e:
         print(f"posekit: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `posekit ... | head -1`: the reader left; nothing more to print to it
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - what is left of the output goes nowhere, for the rest of the process
+        print("posekit: the output pipe was closed; stopped", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("posekit: interrupted", file=sys.stderr)
         return 130

@@ -148,3 +148,47 @@ def test_a_refused_checkpoint_never_repeats_the_unsafe_advice(tmp_path: Path) ->
     with pytest.raises(CheckpointError) as info:
         read_checkpoint(path)
     assert "refused" in str(info.value) and "weights_only=False" not in str(info.value)
+
+
+def test_eval_refuses_gt_without_people_and_results_of_another_category(data_dir: Path, tmp_path: Path, capsys) -> None:
+    gt = json.loads((data_dir / "fixtures" / "coco" / "test_coco.json").read_text())
+    results = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0} for a in gt["annotations"]]
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    crowd = {**gt, "annotations": [{**a, "iscrowd": 1} for a in gt["annotations"]]}
+    (tmp_path / "crowd.json").write_text(json.dumps(crowd))
+    assert main(["eval", "--gt", str(tmp_path / "crowd.json"), "--results", str(tmp_path / "r.json")]) == 2
+    assert "no person with labelled keypoints" in capsys.readouterr().err
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    for category in (2, "person"):
+        (tmp_path / "c.json").write_text(json.dumps([{**r, "category_id": category} for r in results]))
+        assert main(["eval", "--gt", str(tmp_path / "gt.json"), "--results", str(tmp_path / "c.json")]) == 2
+        assert f"category_id {category!r}" in capsys.readouterr().err
+
+
+def test_a_refused_top_down_option_is_one_line(weights, tmp_path: Path) -> None:
+    from posekit.api import PoseEstimator
+    from posekit.errors import PosekitError
+
+    with pytest.raises(PosekitError, match="crop_scales"):
+        PoseEstimator(crop_scales=(0.0,))
+
+
+class _ClosedPipe:
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_closed_output_pipe_is_one_line_not_an_internal_error(data_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    import sys
+
+    gt = data_dir / "fixtures" / "coco" / "test_coco.json"
+    results = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
+               for a in json.loads(gt.read_text())["annotations"]]  # fmt: skip
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())  # `posekit eval ... | head -1` once head has gone
+    assert main(["eval", "--gt", str(gt), "--results", str(tmp_path / "r.json")]) == 1
+    err = capsys.readouterr().err
+    assert "output pipe was closed" in err and "internal error" not in err

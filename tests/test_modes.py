@@ -66,6 +66,7 @@ def test_estimator_modes_and_overrides(weights) -> None:
     accurate = PoseEstimator(mode="accurate", flip_test=False, det_threshold=0.3, score_threshold=0.2)  # options override the mode
     o = accurate.pipeline.options
     assert not o.flip_test and o.det_threshold == 0.3 and accurate.score_threshold == 0.2
+    assert o.calibration == CALIBRATIONS[("movenet-thunder", False)]  # the calibration follows the flip test in use
     assert PoseEstimator("movenet-multipose", mode="accurate").score_threshold == 0.0
     assert PoseEstimator("movenet-multipose").score_threshold == 0.1
     with pytest.raises(InputError, match="mode"):

@@ -127,6 +127,8 @@ def check_results(data: Any, path: Path | str, num_keypoints: int, gt_ids: set, 
                                f"({num_keypoints} x, y, score triples); got {n}" + ("" if isinstance(n, str) else " values or non-finite ones"))  # fmt: skip
         if not _finite_numbers([r["score"]], 1):
             raise DatasetError(f"{where}: 'score' must be a finite number, got {r['score']!r}")
+        if r.get("category_id", 1) != 1:  # pycocotools would score it against no person: AP 0, silently
+            raise DatasetError(f"{where}: category_id {r['category_id']!r}; person keypoint results have category_id 1")
         out.append({"category_id": 1, **r})
     unknown = {r["image_id"] for r in out} - gt_ids
     if unknown:

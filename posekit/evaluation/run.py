@@ -148,6 +148,8 @@ def evaluate_files(gt: str | Path, results: str | Path | list, spec: str | None 
     where = results if isinstance(results, (str, Path)) else "(results)"
     if dataset in ("coco", "crowdpose"):
         gt_data = check_coco_gt(gt_data, gt, k)
+        if not any(not a.get("iscrowd", 0) and a.get("num_keypoints", 1) > 0 for a in gt_data["annotations"]):
+            raise DatasetError(f"--gt {gt}: no person with labelled keypoints (only crowd regions, or none): nothing to score")
         res = check_results(raw, where, k, {img["id"] for img in gt_data["images"]}, gt_ids_by_name(gt_data["images"]))
         if dataset == "crowdpose":
             return dataset, evaluate_crowdpose(gt_data, res, np.array(get_spec("crowdpose14").sigmas))

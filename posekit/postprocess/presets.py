@@ -63,14 +63,15 @@ CALIBRATIONS: dict[tuple[str, bool], tuple[float, ...]] = {
 }
 
 
-def mode_options(mode: str, pipeline: str) -> dict[str, Any]:
+def mode_options(mode: str, pipeline: str, flip_test: bool | None = None) -> dict[str, Any]:
     """The top-down options of a named pipeline ("topdown-thunder", "topdown-lightning", "topdown-wholebody")
-    in `mode`: the tuned post-processing, the mode's flip test and detector threshold, the calibration of
-    its crop model, and the mode's output threshold (0 where no calibration was fitted: raw scores are no
-    probabilities)."""
+    in `mode`: the tuned post-processing, the mode's flip test (or `flip_test`, when the caller sets it: the
+    calibration follows it) and detector threshold, the calibration of its crop model, and the mode's output
+    threshold (0 where no calibration was fitted: raw scores are no probabilities)."""
     m = MODES[mode]
+    flip = m.flip_test if flip_test is None else bool(flip_test)
     graph = "movenet-lightning" if pipeline == "topdown-lightning" else "movenet-thunder"
-    calibration = CALIBRATIONS.get((graph, m.flip_test))
-    return {**TOPDOWN_PRESETS["thunder-coco-extra"], "flip_test": m.flip_test, "det_threshold": m.det_threshold,
+    calibration = CALIBRATIONS.get((graph, flip))
+    return {**TOPDOWN_PRESETS["thunder-coco-extra"], "flip_test": flip, "det_threshold": m.det_threshold,
             "calibration": calibration, "score_threshold": m.score_threshold if calibration else 0.0}  # fmt: skip
 
