@@ -671,6 +671,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - what is left of the output goes nowhere, for the rest of the process
         print("posekit: the output pipe was closed; stopped", file=sys.stderr)
         return 1
+    except OSError as e:  # the machine, not a bug: a full disk, a read-only folder, a file where a folder goes
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"posekit: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("posekit: interrupted", file=sys.stderr)
         return 130

@@ -192,3 +192,59 @@ def test_a_closed_output_pipe_is_one_line_not_an_internal_error(data_dir: Path, 
     assert main(["eval", "--gt", str(gt), "--results", str(tmp_path / "r.json")]) == 1
     err = capsys.readouterr().err
     assert "output pipe was closed" in err and "internal error" not in err
+
+
+def test_environment_faults_and_bad_files_are_one_line(data_dir: Path, tmp_path: Path, capsys) -> None:
+    fx = data_dir / "fixtures" / "coco"
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_bytes(b"name: \xff\xfe\n")
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)
+    config = Path(__file__).resolve().parents[1] / "configs" / "lspet_r18_128x96_heatmap.yaml"
+    cases = [
+        (["show", "--gt", str(fx / "test_coco.json"), "--images", str(fx), "--out", str(a_file)], "afile"),
+        (["train", str(config), "--out", str(a_file), "--max-steps", "1"], "afile"),
+        (["train", str(bad_yaml)], "not UTF-8"),
+        (["eval", "--gt", str(deep), "--results", str(deep)], "nested too deeply"),
+    ]
+    for args, words in cases:
+        assert main(args) in (1, 2), args
+        err = capsys.readouterr().err
+        assert words in err and "internal error" not in err and err.count("\n") == 1, (args, err)
+
+
+def test_distill_refuses_a_bad_student_before_the_teacher_pass(data_dir: Path, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {family: nonesuch}\n")
+    out = tmp_path / "d"
+    code = main(["distill", "--student", str(bad), "--images", str(data_dir / "fixtures" / "coco"), "--out", str(out), "--quiet"])
+    assert code == 2 and "nonesuch" in capsys.readouterr().err
+    assert not (out / "teacher_cache").exists()  # no teacher ran
+
+
+def test_a_full_disk_mid_run_is_one_line_and_keeps_what_was_written(weights, data_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    import errno
+
+    from posekit.fileio import JsonLines
+
+    images = tmp_path / "in"
+    images.mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        shutil.copy(data_dir / "fixtures" / "coco" / PHOTO, images / name)
+    write, calls = JsonLines.write, []
+
+    def full_after_one(self, record):  # noqa: ANN001, ANN202 - the disk fills after the first image's line
+        calls.append(1)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        return write(self, record)
+
+    monkeypatch.setattr(JsonLines, "write", full_after_one)
+    out = tmp_path / "out"
+    assert main(["predict", str(images), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "results.jsonl" in err and "internal error" not in err
+    saved = json.loads((out / "image_ids.json").read_text())
+    assert list(saved.values()) == [str(images / "a.jpg")]  # the image finished before the fault is kept whole

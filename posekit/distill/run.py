@@ -74,6 +74,9 @@ def run_distill(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set)
     rule = LabelFilter(args.kpt_thr, args.person_thr, args.min_keypoints)
     out = Path(args.out)
+    # the student's config (and --set) built once now, on placeholder labels: a bad one is refused before the
+    # teacher pass, not after it
+    student_config(args.student, out / "pseudo_labels.json", 2, 1, out / "student", args.labelled, overrides)
     start = time.perf_counter()
 
     images, failed = collect_images(args.images, out / "frames", args.video_stride)

@@ -35,6 +35,8 @@ def read_json_file(path: str | Path, what: str) -> Any:
         return json.loads(text)
     except ValueError as e:
         raise DatasetError(f"{what} {path}: not valid JSON ({e}); a truncated or unfinished file?") from e
+    except RecursionError as e:
+        raise DatasetError(f"{what} {path}: JSON nested too deeply to be an annotation or results file") from e
 
 
 def _finite_numbers(values: Any, n: int | None) -> bool:
