@@ -248,3 +248,27 @@ def test_a_full_disk_mid_run_is_one_line_and_keeps_what_was_written(weights, dat
     assert "No space left on device" in err and "results.jsonl" in err and "internal error" not in err
     saved = json.loads((out / "image_ids.json").read_text())
     assert list(saved.values()) == [str(images / "a.jpg")]  # the image finished before the fault is kept whole
+
+
+@pytest.mark.data
+def test_sigterm_during_train_keeps_the_steps_done(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import torch
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "overfit_coco_mini.yaml"
+    out = tmp_path / "run"
+    sets = ["data.input_size=[64, 64]", "data.val_range=[6, 8]", "model.head_channels=16", "train.batch_size=4", "train.steps=100000",
+            "train.log_every=1", "train.checkpoint_every=0", "model.flip_test=false"]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "posekit.cli", "train", str(config), "--out", str(out), "--set", *sets],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    for line in proc.stdout:  # one line per step when stdout is no terminal
+        if line.startswith("step 3/"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(120) == 130, proc.stderr.read()
+    state = torch.load(out / "checkpoint.pt", weights_only=True)  # checkpoint_every 0 kept nothing before: all steps were lost
+    assert state["step"] >= 3

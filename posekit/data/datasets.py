@@ -122,9 +122,10 @@ def read_coco(ann_file: str | Path, image_root: str | Path | None = None, spec: 
                   if key in img}  # fmt: skip
         if "crowdIndex" in extras:
             extras["crowd_index"] = float(extras.pop("crowdIndex"))
-        samples[image_id] = Sample(
-            root / _get(img, "file_name", path, where), image_id, [], spec, img.get("width"), img.get("height"), extras
-        )
+        file_name = _get(img, "file_name", path, where)
+        if not isinstance(file_name, str) or not file_name or "\x00" in file_name:
+            raise DatasetError(f"{path}: {where}: 'file_name' must be a non-empty path without NUL bytes, got {file_name!r}")
+        samples[image_id] = Sample(root / file_name, image_id, [], spec, img.get("width"), img.get("height"), extras)
     for i, ann in enumerate(data["annotations"]):
         where = f"annotations[{i}] (id {ann.get('id')})" if isinstance(ann, dict) else f"annotations[{i}]"
         image_id = _get(ann, "image_id", path, where)

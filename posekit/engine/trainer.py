@@ -35,7 +35,7 @@ from posekit.data.build import build_datasets, read_splits
 from posekit.data.specs import get_spec
 from posekit.engine.config import Config, ConfigError
 from posekit.evaluation.run import evaluate_samples
-from posekit.fileio import atomic_path, atomic_write_json
+from posekit.fileio import atomic_path, atomic_write_json, whole_item
 from posekit.models import build_model
 from posekit.models.base import LossModule
 from posekit.postprocess.nms import oks_nms
@@ -217,41 +217,57 @@ class Trainer:
         metrics: dict[str, Any] = {}
         start, seen = time.perf_counter(), 0
         self.net.train()
-        for batch in self.batches() if self.step < stop_at else ():
-            if self.step >= stop_at:
-                self.batch_in_epoch -= 1  # this batch was not used
-                break
-            # the step goes with the batch: a model whose loss changes with it (SIMPLE's stage 2) reads it there
-            batch["step"] = torch.tensor(self.step)
-            terms = self.net({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
-            loss = sum(terms.values())
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"step {self.step}: the loss is {loss.item()} ({', '.join(f'{k} {v.item():.4g}' for k, v in terms.items())});"
-                                         f" the last checkpoint is {self.checkpoint_path()}")  # fmt: skip
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if t.grad_clip > 0:
-                nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.step += 1
-            seen += len(batch["image"]) * self.world
-            bar.update(1)
-            if self.step % t.log_every == 0 or self.step == stop_at:
-                bar.set_postfix(loss=f"{loss.item():.5f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
-                if bar.disable and not self.quiet and self.rank == 0:  # no bar when stdout is no terminal (a log file): a line
-                    print(f"step {self.step}/{stop_at}  loss {loss.item():.5g}  " + "  ".join(f"{k} {v.item():.4g}" for k, v in terms.items())
-                          + f"  lr {self.scheduler.get_last_lr()[0]:.2e}", flush=True)  # fmt: skip
-                if self.tb is not None:
-                    self.tb.add_scalar("train/loss", loss.item(), self.step)
-                    for k, v in terms.items():
-                        self.tb.add_scalar(f"train/{k}", v.item(), self.step)
-                    self.tb.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
-            if t.checkpoint_every and self.step % t.checkpoint_every == 0:
+        batches = iter(self.batches()) if self.step < stop_at else iter(())
+        in_step = False
+        try:
+            while True:
+                # a stop (Ctrl-C, SIGTERM) lands between steps, never inside one: the checkpoint below resumes
+                # exactly where it stopped (fileio.whole_item)
+                with whole_item():
+                    in_step = True
+                    batch = next(batches, None)
+                    if batch is None or self.step >= stop_at:
+                        if batch is not None:
+                            self.batch_in_epoch -= 1  # this batch was not used
+                        in_step = False
+                        break
+                    # the step goes with the batch: a model whose loss changes with it (SIMPLE's stage 2) reads it there
+                    batch["step"] = torch.tensor(self.step)
+                    terms = self.net({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
+                    loss = sum(terms.values())
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"step {self.step}: the loss is {loss.item()} ({', '.join(f'{k} {v.item():.4g}' for k, v in terms.items())});"
+                                                 f" the last checkpoint is {self.checkpoint_path()}")  # fmt: skip
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if t.grad_clip > 0:
+                        nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.step += 1
+                    seen += len(batch["image"]) * self.world
+                    bar.update(1)
+                    if self.step % t.log_every == 0 or self.step == stop_at:
+                        bar.set_postfix(loss=f"{loss.item():.5f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+                        if bar.disable and not self.quiet and self.rank == 0:  # no bar when stdout is no terminal (a log file): a line
+                            print(f"step {self.step}/{stop_at}  loss {loss.item():.5g}  " + "  ".join(f"{k} {v.item():.4g}" for k, v in terms.items())
+                                  + f"  lr {self.scheduler.get_last_lr()[0]:.2e}", flush=True)  # fmt: skip
+                        if self.tb is not None:
+                            self.tb.add_scalar("train/loss", loss.item(), self.step)
+                            for k, v in terms.items():
+                                self.tb.add_scalar(f"train/{k}", v.item(), self.step)
+                            self.tb.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+                    if t.checkpoint_every and self.step % t.checkpoint_every == 0:
+                        self.save_checkpoint()
+                    if t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
+                        metrics = self.evaluate()
+                        self.net.train()
+                    in_step = False
+        except KeyboardInterrupt:
+            bar.close()
+            if not in_step:  # stopped between two steps (the CLI defers a stop there): the state is whole
                 self.save_checkpoint()
-            if t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
-                metrics = self.evaluate()
-                self.net.train()
+            raise
         bar.close()
         self.save_checkpoint()
         elapsed = time.perf_counter() - start
