@@ -272,3 +272,21 @@ def test_sigterm_during_train_keeps_the_steps_done(tmp_path: Path) -> None:
     assert proc.wait(120) == 130, proc.stderr.read()
     state = torch.load(out / "checkpoint.pt", weights_only=True)  # checkpoint_every 0 kept nothing before: all steps were lost
     assert state["step"] >= 3
+
+
+def test_resume_from_another_config_names_it_in_one_line(data_dir: Path, tmp_path: Path, capsys) -> None:
+    root = Path(__file__).resolve().parents[1] / "configs"
+    sets = ["data.input_size=[64, 64]", "data.val_range=[6, 8]", "train.batch_size=4", "train.steps=1", "model.flip_test=false"]
+    out = tmp_path / "run"
+    assert main(["train", str(root / "overfit_coco_mini.yaml"), "--out", str(out), "--quiet", "--set", *sets, "model.head_channels=16"]) == 0
+    capsys.readouterr()
+    code = main(["train", str(root / "overfit_coco_mini.yaml"), "--out", str(out), "--resume", "--quiet", "--set", *sets, "model.head_channels=32"])
+    err = capsys.readouterr().err
+    assert code == 2 and "a checkpoint of config" in err and err.count("\n") == 1
+
+
+def test_an_unwritable_weights_cache_is_refused_before_the_download(tmp_path: Path, monkeypatch, capsys) -> None:
+    (tmp_path / "home").write_text("a file, not a folder")
+    monkeypatch.setenv("POSEKIT_HOME", str(tmp_path / "home"))
+    assert main(["weights", "fetch", "movenet-thunder"]) == 2
+    assert "cannot be written" in capsys.readouterr().err

