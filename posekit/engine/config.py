@@ -78,16 +78,6 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"  # cpu | cuda | auto (cuda when available); tests and CI use the CPU
 
-    def __post_init__(self) -> None:
-        for name in ("batch_size", "log_every"):
-            if isinstance(getattr(self, name), int) and getattr(self, name) < 1:
-                raise ConfigError(f"train.{name}={getattr(self, name)}: at least 1")
-        for name in ("steps", "checkpoint_every", "eval_every", "warmup_steps"):
-            if isinstance(getattr(self, name), int) and getattr(self, name) < 0:
-                raise ConfigError(f"train.{name}={getattr(self, name)}: 0 or more")
-        if isinstance(self.lr, (int, float)) and not self.lr > 0:
-            raise ConfigError(f"train.lr={self.lr}: a positive learning rate")
-
 
 @dataclass
 class Config:
@@ -165,6 +155,10 @@ def validate(cfg: Config, where: str) -> None:
         (t.batch_size > 0, "train.batch_size must be > 0"),
         (t.steps >= 0, "train.steps must be >= 0"),
         (t.lr > 0, "train.lr must be > 0"),
+        (t.log_every > 0, "train.log_every must be > 0"),  # a step count is divided by it
+        (t.checkpoint_every >= 0, "train.checkpoint_every must be >= 0 (0: only at the end)"),
+        (t.eval_every >= 0, "train.eval_every must be >= 0 (0: only at the end)"),
+        (t.warmup_steps >= 0, "train.warmup_steps must be >= 0"),
         (t.optimizer in ("adam", "adamw", "sgd"), f"train.optimizer {t.optimizer!r}: use adam, adamw or sgd"),
         (t.scheduler in ("cosine", "step", "constant"), f"train.scheduler {t.scheduler!r}: use cosine, step or constant"),
         (t.device in ("cpu", "cuda", "auto"), f"train.device {t.device!r}: use cpu, cuda or auto"),
