@@ -217,7 +217,7 @@ def _weights(args: argparse.Namespace) -> int:
 def _prepare_exports(names: list[str]) -> None:
     """The ONNX Runtime exports of the modes' pipelines whose weights were fetched (predict's first image
     would otherwise pay for them); skipped without onnxruntime, where those pipelines run in torch."""
-    from posekit.export.backend import prepare_exports
+    from posekit.export.prepare import prepare_exports
     from posekit.zoo.loader import resolve_backend
     from posekit.zoo.registry import PIPELINES
 

@@ -21,5 +21,9 @@ class CheckpointError(PosekitError):
     """A checkpoint file that cannot be used."""
 
 
+class OptionError(PosekitError, ValueError):
+    """An option value a pipeline refuses (a ValueError too, for callers that build options in code)."""
+
+
 class OutputError(PosekitError):
     """An output path posekit will not write: a device, a pipe, a link, or a folder another run holds."""

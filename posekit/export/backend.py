@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
 from collections.abc import Callable
 from importlib.util import find_spec
 from pathlib import Path
@@ -226,25 +225,3 @@ def model_onnxruntime(model: Any, name: str, sha256: str) -> Any:
     model.forward = OnnxForward(model, name, sha256)
     return model
 
-
-def prepare_exports(models: tuple[str, ...] = ("topdown-thunder", "topdown-lightning"), log: Callable[[str], None] = print) -> list[str]:
-    """Make the ONNX Runtime exports that `predict` and `track` of these pipelines need (the detector at its
-    input size, each crop model at its crop size, with and without the features `track` pools embeddings
-    from), so that no command pays for an export on its first image. Runs each pipeline once on a synthetic
-    image; each export is checked against torch on it as usual. Returns the models prepared."""
-    import numpy as np
-
-    from posekit.zoo.loader import load_model
-
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)  # any picture checks an export: parity is per tensor
-    box = np.array([[160.0, 60.0, 480.0, 420.0]], np.float32)
-    for name in models:
-        start = time.perf_counter()
-        pipeline = load_model(name, backend="onnxruntime", auto_fetch=False)
-        pipeline.detect(image)
-        crops, mats = pipeline.crop_inputs(image, box)
-        pipeline.keypoints(crops, mats, 1)
-        pipeline.keypoints(crops, mats, 1, with_embeddings=True)
-        log(f"{name}: ONNX Runtime exports ready ({time.perf_counter() - start:.1f} s; {onnx_cache_dir()})")
-    return list(models)

@@ -18,6 +18,7 @@ import numpy as np
 
 from posekit.codecs.heatmap import flip_permutation
 from posekit.data.specs import get_spec
+from posekit.errors import OptionError
 from posekit.postprocess.calibration import PersonCalibration
 from posekit.postprocess.nms import box_nms, oks_nms
 from posekit.postprocess.pose_nms import SCORING_RULES, PoseNMSParams, parametric_pose_nms, score_instances
@@ -51,16 +52,16 @@ class TopDownOptions:
             self.calibration = tuple(float(w) for w in self.calibration)
             PersonCalibration(self.calibration)  # refuses a malformed preset here, not on the first image
         if not 0.0 <= self.score_threshold <= 1.0:
-            raise ValueError(f"score_threshold={self.score_threshold}: a score between 0 and 1")
+            raise OptionError(f"score_threshold={self.score_threshold}: a score between 0 and 1")
         if self.pose_nms not in POSE_NMS:
-            raise ValueError(f"pose_nms={self.pose_nms!r}: one of {', '.join(POSE_NMS)}")
+            raise OptionError(f"pose_nms={self.pose_nms!r}: one of {', '.join(POSE_NMS)}")
         if isinstance(self.pnms, dict):
             self.pnms = PoseNMSParams(**self.pnms)
         self.crop_scales = tuple(float(s) for s in self.crop_scales)
         if not self.crop_scales or min(self.crop_scales) <= 0:
-            raise ValueError(f"crop_scales={self.crop_scales}: positive scale factors")
+            raise OptionError(f"crop_scales={self.crop_scales}: positive scale factors")
         if self.scoring not in SCORING_RULES:  # fail here, not on the first image
-            raise ValueError(f"unknown scoring rule {self.scoring!r}; one of {', '.join(SCORING_RULES)}")
+            raise OptionError(f"unknown scoring rule {self.scoring!r}; one of {', '.join(SCORING_RULES)}")
 
     def box_threshold(self) -> float:
         """The detector score a box needs: `det_threshold`, or higher where no pose of a lower box can reach

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from posekit.errors import OptionError
+
 FEATURES = ("bias", "box_logit", "keypoint_mean", "keypoints_seen")
 SEEN_THRESHOLD = 0.3  # a keypoint "seen" for the keypoints_seen feature (MMPose's kpt_thr for drawing)
 _EPS = 1e-4
@@ -47,7 +49,7 @@ class PersonCalibration:
 
     def __post_init__(self) -> None:
         if len(self.weights) != len(FEATURES) or not np.isfinite(self.weights).all():
-            raise ValueError(f"calibration weights: {len(FEATURES)} finite numbers ({', '.join(FEATURES)}), got {self.weights}")
+            raise OptionError(f"calibration weights: {len(FEATURES)} finite numbers ({', '.join(FEATURES)}), got {self.weights}")
 
     def __call__(self, box_scores: np.ndarray, keypoint_scores: np.ndarray) -> np.ndarray:
         """Probabilities [N] that each person is right (float32)."""

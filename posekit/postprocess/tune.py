@@ -301,18 +301,26 @@ def run_tune_nms(model: str, gt: Path, images: Path, boxes: str = "both", val_gt
     return report
 
 
+def _bootstrap_mean_aps(scorer: Scorer, settings: dict[str, TopDownOptions], draws: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Each setting's AP, averaged over the scorer's sets, on `draws` resamples of the images (the same
+    resamples for every setting)."""
+    from posekit.evaluation.bootstrap import bootstrap_aps
+
+    total = {name: np.zeros(draws) for name in settings}
+    for candidates, gt in scorer.sets:
+        aps = bootstrap_aps(gt, {n: results_of(scorer.pipeline, candidates, o) for n, o in settings.items()}, scorer.pipeline.sigmas, draws, seed)
+        for name in settings:
+            total[name] += aps[name] / len(scorer.sets)
+    return total
+
+
 def _ap_intervals(scorer: Scorer, settings: dict[str, TopDownOptions], draws: int) -> dict[str, dict[str, list[float]]]:
     """Each setting's mean AP over the scorer's sets, as a 95 % bootstrap interval over images."""
-    from posekit.evaluation.bootstrap import bootstrap_aps, interval
+    from posekit.evaluation.bootstrap import interval
 
     if not draws:
         return {}
-    total = {name: np.zeros(draws) for name in settings}
-    for candidates, gt in scorer.sets:
-        aps = bootstrap_aps(gt, {n: results_of(scorer.pipeline, candidates, o) for n, o in settings.items()}, scorer.pipeline.sigmas, draws)
-        for name in settings:
-            total[name] += aps[name] / len(scorer.sets)
-    return {name: {"mean AP, 95% interval": list(interval(v))} for name, v in total.items()}
+    return {name: {"mean AP, 95% interval": list(interval(v))} for name, v in _bootstrap_mean_aps(scorer, settings, draws).items()}
 
 
 def estimated_ms(options: TopDownOptions, sets: list[tuple[list[Candidates], dict]]) -> float:
@@ -342,14 +350,10 @@ def bootstrap_choice(scorer: Scorer, best: TopDownOptions, cheaper: list[TopDown
     """The cheapest of `cheaper` (cheapest first) whose AP deficit to `best` has a 95 % bootstrap interval
     over images that holds 0 (mean over the scorer's sets; the same resamples for every setting), else
     `best`; and each one's interval of that deficit."""
-    from posekit.evaluation.bootstrap import bootstrap_aps, interval
+    from posekit.evaluation.bootstrap import interval
 
     names = {_describe(o): o for o in [best, *cheaper]}
-    deficit = {name: np.zeros(draws) for name in names}
-    for candidates, gt in scorer.sets:
-        aps = bootstrap_aps(gt, {n: results_of(scorer.pipeline, candidates, o) for n, o in names.items()}, scorer.pipeline.sigmas, draws, seed)
-        for name in names:
-            deficit[name] += (aps[_describe(best)] - aps[name]) / len(scorer.sets)
-    intervals = {name: interval(d) for name, d in deficit.items()}
+    aps = _bootstrap_mean_aps(scorer, names, draws, seed)
+    intervals = {name: interval(aps[_describe(best)] - aps[name]) for name in names}
     chosen = next((o for o in cheaper if intervals[_describe(o)][0] <= 0.0), best)
     return chosen, {name: {"AP deficit to the best, 95% interval": list(iv)} for name, iv in intervals.items()}

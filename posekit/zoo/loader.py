@@ -156,14 +156,6 @@ def _check_options(options: dict[str, Any], known: set[str], what: str) -> None:
         raise TypeError(f"unexpected options for {what}: {sorted(set(options) - known)}; known: {sorted(known)}")
 
 
-def _topdown_options(cls: type, values: dict[str, Any]) -> Any:
-    """`cls(**values)` (TopDownOptions), a value it refuses (e.g. crop_scales=(0,)) as one PosekitError line."""
-    try:
-        return cls(**values)
-    except ValueError as e:
-        raise PosekitError(f"top-down option refused: {e}") from e
-
-
 def resolve_backend(backend: str = "auto", name: str | Path = DEFAULT_MODEL) -> str:
     """"auto": ONNX Runtime for the TF.js pipelines when it is installed (measured faster on CPU: README),
     torch for trained models (each new checkpoint would first be exported, and torch is their reference)."""
@@ -193,6 +185,7 @@ def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None =
     from posekit.zoo.fetch import fetch
 
     backend = resolve_backend(backend, name)
+    given = {} if score_threshold is None else {"score_threshold": score_threshold}  # top-down: the options' own threshold
 
     topdown_opts = {f.name for f in fields(TopDownOptions)}
     name_str = str(name)
@@ -209,8 +202,7 @@ def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None =
             return ImagePipeline(model, MODES[mode].whole_image_threshold if score_threshold is None else score_threshold)
         from posekit.models.tfjs_models import CenterNetDetector, SinglePoseMoveNet
 
-        given = {} if score_threshold is None else {"score_threshold": score_threshold}
-        opts = _topdown_options(TopDownOptions, {**mode_options(mode, name_str, options.get("flip_test")), **given, **options})
+        opts = TopDownOptions(**{**mode_options(mode, name_str, options.get("flip_test")), **given, **options})
         pose = SinglePoseMoveNet("movenet-" + ("thunder" if wholebody else name_str.split("-")[1]), margin=opts.margin, backend=backend)
         if wholebody:
             from posekit.pipeline.wholebody import WholeBodyPipeline
@@ -236,6 +228,6 @@ def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None =
     if crops:
         from posekit.models.tfjs_models import CenterNetDetector
 
-        opts = _topdown_options(TopDownOptions, {**({} if score_threshold is None else {"score_threshold": score_threshold}), **options})
+        opts = TopDownOptions(**{**given, **options})
         return TopDownPipeline(CheckpointCropModel(model, opts.margin), CenterNetDetector(backend), opts)
     return ImagePipeline(CheckpointImageModel(model), MODES[mode].whole_image_threshold if score_threshold is None else score_threshold)
