@@ -24,6 +24,8 @@ from posekit.codecs.associative_embedding import AssociativeEmbeddingCodec, ae_l
 from posekit.codecs.heatmap import flip_permutation
 from posekit.models.backbones import BN_MOMENTUM, BasicBlock, build_backbone
 from posekit.models.base import PoseModel, image_poses
+from posekit.models.graph_heads import check_init_heads, graph_head
+from posekit.models.heads import SeparableHead
 from posekit.structures import KeypointSpec, Poses
 
 
@@ -32,6 +34,8 @@ class HigherHRNetConfig:
     family: str = "higherhrnet"
     backbone: str = "hrnet_w32"
     neck_channels: int = 0  # > 0: a 3x3 conv + BN + ReLU widening a narrow trunk's stride-4 features first
+    head_shape: str = "conv"  # 1/4 heads: "conv" (the paper's 1x1 on the neck) | "separable" (MoveNet's, on the trunk, sigmoid heatmaps)
+    init_heads: str = ""  # "movenet_multipose": the 1/4 heatmap head starts as that graph's keypoint heatmap head
     num_deconvs: int = 1  # deconvolution modules, each doubling the heatmap resolution (0 = HRNet baseline)
     deconv_channels: int = 32
     num_basic_blocks: int = 4  # residual blocks after each transposed conv
@@ -80,19 +84,28 @@ class HigherHRNetModel(PoseModel):
         cfg = cfg or HigherHRNetConfig()
         self.cfg, self.spec, self.input_size = cfg, spec, tuple(input_size)
         k = spec.num_keypoints
+        if cfg.head_shape not in ("conv", "separable") or (cfg.init_heads and cfg.head_shape != "separable"):
+            raise ValueError(f"model.head_shape {cfg.head_shape!r}: use conv or separable (model.init_heads needs separable, the graph's shape)")
+        check_init_heads(cfg.init_heads, cfg.backbone)
         self.backbone = build_backbone(cfg.backbone)
         c = self.backbone.out_channels
+        if cfg.head_shape == "separable":  # on the trunk's own output, as in the graph
+            self.heatmap_head = graph_head(cfg.init_heads, "heatmap", c, k)
+            self.tag_head = SeparableHead(c, k)  # tags are new: no graph head means them
+            if not cfg.init_heads:  # sigmoid heatmaps start near 0.01, not 0.5 everywhere
+                nn.init.constant_(self.heatmap_head.final_layer.bias, -4.6)
         self.neck = nn.Identity()
         if cfg.neck_channels:
             self.neck = nn.Sequential(nn.Conv2d(c, cfg.neck_channels, 3, 1, 1, bias=False),
                                       nn.BatchNorm2d(cfg.neck_channels, momentum=BN_MOMENTUM), nn.ReLU(inplace=True))  # fmt: skip
             c = cfg.neck_channels
-        self.final_layer = nn.Conv2d(c, 2 * k, 1)  # K heatmaps + K tags
+        else:
+            self.final_layer = nn.Conv2d(c, 2 * k, 1)  # K heatmaps + K tags
         self.deconvs = nn.ModuleList()
         for _ in range(cfg.num_deconvs):
             self.deconvs.append(DeconvModule(c + (k if cfg.cat_output else 0), cfg.deconv_channels, cfg.num_basic_blocks, k))
             c = cfg.deconv_channels
-        for m in [self.final_layer] + [d.final_layer for d in self.deconvs]:
+        for m in ([self.final_layer] if cfg.head_shape == "conv" else []) + [d.final_layer for d in self.deconvs]:
             nn.init.normal_(m.weight, std=0.001)
             nn.init.zeros_(m.bias)
         self.stride = self.backbone.stride
@@ -112,9 +125,13 @@ class HigherHRNetModel(PoseModel):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(heatmaps at 1/4 [N,K,h,w], tags at 1/4 [N,K,h,w], heatmaps at each finer resolution ...)."""
         k = self.spec.num_keypoints
-        f = self.neck(self.backbone(x))
-        out = self.final_layer(f)
-        heatmaps, tags = out[:, :k], out[:, k:]
+        trunk = self.backbone(x)
+        f = self.neck(trunk)
+        if self.cfg.head_shape == "separable":
+            heatmaps, tags = torch.sigmoid(self.heatmap_head(trunk)), self.tag_head(trunk)
+        else:
+            out = self.final_layer(f)
+            heatmaps, tags = out[:, :k], out[:, k:]
         outputs = [heatmaps, tags]
         for deconv in self.deconvs:
             f, heatmaps = deconv(torch.cat([f, heatmaps], 1) if self.cfg.cat_output else f)

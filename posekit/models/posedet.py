@@ -39,6 +39,7 @@ from posekit.codecs.heatmap import flip_permutation
 from posekit.codecs.posedet import PoseDetCodec, candidate_grid
 from posekit.models.backbones import build_backbone
 from posekit.models.base import PoseModel, image_poses
+from posekit.models.graph_heads import check_init_heads, graph_head, yx_to_xy
 from posekit.structures import KeypointSpec, Poses
 
 
@@ -53,6 +54,11 @@ class PoseDetConfig:
     gradient_mul: float = 0.1  # share of the deformable offsets' gradient that reaches the bypass
     center: str = "keypoints"  # a person's candidate: nearest its keypoint centroid | "box" centre
     intermediate_supervision: bool = True
+    # "tower" (the paper's: GroupNorm towers on a pyramid) | "separable": MoveNet's head shape on the trunk's stride-4
+    # output, one level (strides [4]): bypass = a separable head, score = a separable centre head + the refinement
+    # branch's logit, intermediate heatmaps = a separable head with a sigmoid
+    head_shape: str = "tower"
+    init_heads: str = ""  # "movenet_multipose": bypass, centre and heatmap heads start as that graph's regression, centre, heatmaps
     sigma: float = 2.0
     coarse_weight: float = 0.1
     refine_weight: float = 0.2
@@ -104,13 +110,20 @@ class FeaturePyramid(nn.Module):
 class PoseDetHead(nn.Module):
     """The bypass, the two pose-embedding branches and the intermediate heatmaps, shared across levels."""
 
-    def __init__(self, channels: int, num_keypoints: int, cfg: PoseDetConfig) -> None:
+    def __init__(self, channels: int, num_keypoints: int, cfg: PoseDetConfig, in_channels: int = 0) -> None:
+        """`in_channels`: the features' width with `head_shape: separable` (the trunk's), else `channels`."""
         super().__init__()
         k = num_keypoints
         self.taps = k if k % 2 else k + 1  # an odd 1 x taps kernel keeps the output size; an extra tap sits on the candidate
         self.gradient_mul = cfg.gradient_mul
-        self.bypass = nn.Sequential(_tower(channels, cfg.bypass_convs), nn.Conv2d(channels, 2 * k, 1))
-        self.reg_tower, self.cls_tower = _tower(channels, cfg.branch_convs), _tower(channels, cfg.branch_convs)
+        self.separable = cfg.head_shape == "separable"
+        if self.separable:
+            c = in_channels
+            self.reg_tower = nn.Sequential(nn.Conv2d(c, channels, 1), _tower(channels, cfg.branch_convs))
+            self.cls_tower = nn.Sequential(nn.Conv2d(c, channels, 1), _tower(channels, cfg.branch_convs))
+        else:
+            self.bypass = nn.Sequential(_tower(channels, cfg.bypass_convs), nn.Conv2d(channels, 2 * k, 1))
+            self.reg_tower, self.cls_tower = _tower(channels, cfg.branch_convs), _tower(channels, cfg.branch_convs)
         self.reg_dcn = nn.Parameter(torch.empty(channels, channels, 1, self.taps))
         self.cls_dcn = nn.Parameter(torch.empty(channels, channels, 1, self.taps))
         self.reg_out, self.cls_out = nn.Conv2d(channels, 2 * k, 1), nn.Conv2d(channels, 1, 1)
@@ -122,7 +135,18 @@ class PoseDetHead(nn.Module):
                     nn.init.zeros_(m.bias)
         for w in (self.reg_dcn, self.cls_dcn):
             nn.init.normal_(w, std=0.01)
-        nn.init.constant_(self.cls_out.bias, -math.log((1 - 0.01) / 0.01))  # scores start at 0.01 (focal loss prior)
+        prior = -math.log((1 - 0.01) / 0.01)  # scores start at 0.01 (focal loss prior)
+        nn.init.constant_(self.cls_out.bias, prior)
+        if self.separable:  # built after the init above, which would overwrite a graph's weights
+            self.bypass = graph_head(cfg.init_heads, "regress", in_channels, 2 * k, yx_to_xy(k))
+            self.centre = graph_head(cfg.init_heads, "centre", in_channels, 1)
+            self.heatmap = graph_head(cfg.init_heads, "heatmap", in_channels, k)
+            for out in (self.cls_out, self.reg_out):  # the score starts as the centre head's, the pose as the coarse one
+                nn.init.zeros_(out.weight)
+                nn.init.zeros_(out.bias)
+            if not cfg.init_heads:
+                nn.init.constant_(self.centre.final_layer.bias, prior)
+                nn.init.constant_(self.heatmap.final_layer.bias, -4.6)
         # tap j of a 1 x taps kernel samples (y, x + j - taps // 2) before its offset
         self.register_buffer("tap_x", torch.arange(self.taps, dtype=torch.float32) - self.taps // 2, persistent=False)
 
@@ -143,7 +167,12 @@ class PoseDetHead(nn.Module):
         pad = (0, self.taps // 2)
         reg = F.relu(deform_conv2d(self.reg_tower(f), off, self.reg_dcn, padding=pad))
         cls = F.relu(deform_conv2d(self.cls_tower(f), off, self.cls_dcn, padding=pad))
-        return self.cls_out(cls), coarse, self.reg_out(reg)
+        logits = self.cls_out(cls) + self.centre(f) if self.separable else self.cls_out(cls)
+        return logits, coarse, self.reg_out(reg)
+
+    def heatmaps(self, f: torch.Tensor) -> torch.Tensor:
+        """The intermediate supervision's heatmaps of one level."""
+        return torch.sigmoid(self.heatmap(f)) if self.separable else self.heatmap(f)
 
 
 def pose_oks(poses: torch.Tensor, gt: torch.Tensor, area: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
@@ -169,11 +198,19 @@ class PoseDetModel(PoseModel):
         super().__init__()
         cfg = cfg or PoseDetConfig()
         self.cfg, self.spec, self.input_size = cfg, spec, tuple(input_size)
+        if cfg.head_shape not in ("tower", "separable") or (cfg.init_heads and cfg.head_shape != "separable"):
+            raise ValueError(f"model.head_shape {cfg.head_shape!r}: use tower or separable (model.init_heads needs separable, the graph's shape)")
+        check_init_heads(cfg.init_heads, cfg.backbone)
         self.backbone = build_backbone(cfg.backbone)
         if not hasattr(self.backbone, "forward_features"):
             raise ValueError(f"backbone {cfg.backbone!r} has no multi-scale features for a pyramid")
-        self.pyramid = FeaturePyramid(self.backbone.feature_channels, self.backbone.feature_strides, cfg.strides, cfg.channels)
-        self.head = PoseDetHead(cfg.channels, spec.num_keypoints, cfg)
+        if cfg.head_shape == "separable":
+            if tuple(cfg.strides) != (self.backbone.stride,):
+                raise ValueError(f"model.head_shape separable reads the trunk's own output: set model.strides to [{self.backbone.stride}]")
+            self.pyramid = None
+        else:
+            self.pyramid = FeaturePyramid(self.backbone.feature_channels, self.backbone.feature_strides, cfg.strides, cfg.channels)
+        self.head = PoseDetHead(cfg.channels, spec.num_keypoints, cfg, self.backbone.out_channels)
         self.stride = cfg.strides[0]
         self.size_divisor = max(self.backbone.size_divisor, max(cfg.strides))
         self.codec = self.make_codec(spec, self.input_size, cfg, self.stride)
@@ -187,7 +224,7 @@ class PoseDetModel(PoseModel):
                             cfg.max_persons, cfg.score_threshold, cfg.pre_nms, cfg.nms, cfg.nms_threshold)  # fmt: skip
 
     def _levels(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.pyramid(self.backbone.forward_features(x))
+        return [self.backbone(x)] if self.pyramid is None else self.pyramid(self.backbone.forward_features(x))
 
     def _flat(self, levels: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         k = self.spec.num_keypoints
@@ -260,7 +297,7 @@ class PoseDetModel(PoseModel):
             joints = vis.sum().clamp_min(1.0)
             heat = 0.0
             for s, f in zip(cfg.strides, levels):
-                err = (self.head.heatmap(f) - batch[f"heatmaps_s{s}"]) ** 2 * batch[f"heatmap_weights_s{s}"]
+                err = (self.head.heatmaps(f) - batch[f"heatmaps_s{s}"]) ** 2 * batch[f"heatmap_weights_s{s}"]
                 heat = heat + err.sum() / joints
             terms["heatmap_l2"] = cfg.heatmap_weight * heat / len(levels)
         return terms

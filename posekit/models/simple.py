@@ -41,6 +41,7 @@ from posekit.codecs.simple import SimpleCodec, own_windows, student_rois
 from posekit.models.backbones import BN_MOMENTUM, build_backbone
 from posekit.models.base import PoseModel, image_poses
 from posekit.models.centerpose import focal_loss
+from posekit.models.graph_heads import check_init_heads, graph_head
 from posekit.models.simple_pooling import cascade_corner_pool, center_pool
 from posekit.structures import KeypointSpec, Poses
 
@@ -53,6 +54,10 @@ class SimpleConfig:
     backbone: str = "hrnet_w32_pyramid"
     features: str = "concat"  # concat: every branch of `forward_features` at 1/4 (the paper) | output: the backbone's output
     channels: int = 64  # neck, pose head and detection modules
+    # "conv" (3x3 + 1x1 on the neck) | "separable": MoveNet's head shape on the trunk's output (`features: output`):
+    # sigmoid pose heatmaps from a separable head, and a separable centre head added to the centre-pooling logit
+    head_shape: str = "conv"
+    init_heads: str = ""  # "movenet_multipose": pose heatmaps and the centre head start as that graph's keypoint and centre heads
     group_channels: int = 32
     roi_size: tuple[int, int] = (24, 32)  # grouping ROI (w, h)
     sigma: float = 2.0
@@ -144,6 +149,11 @@ class SimpleModel(PoseModel):
             raise ValueError(f"model.mimic {cfg.mimic!r}: use one of {', '.join(MIMIC_MODES)}")
         if cfg.mimic_boxes not in ("gt", "detected"):
             raise ValueError(f"model.mimic_boxes {cfg.mimic_boxes!r}: use gt or detected")
+        if cfg.head_shape not in ("conv", "separable") or (cfg.init_heads and cfg.head_shape != "separable"):
+            raise ValueError(f"model.head_shape {cfg.head_shape!r}: use conv or separable (model.init_heads needs separable, the graph's shape)")
+        if cfg.head_shape == "separable" and cfg.features != "output":
+            raise ValueError("model.head_shape separable reads the trunk's own output: set model.features to output")
+        check_init_heads(cfg.init_heads, cfg.backbone)
         self.cfg, self.spec, self.input_size = cfg, spec, tuple(input_size)
         k, c = spec.num_keypoints, cfg.channels
         self.backbone = build_backbone(cfg.backbone)
@@ -168,6 +178,15 @@ class SimpleModel(PoseModel):
             nn.init.constant_(hd[-1].bias, -math.log((1 - 0.1) / 0.1))  # maps start at p = 0.1 (CenterNet)
         nn.init.normal_(self.pose_head[-1].weight, std=0.001)
         nn.init.zeros_(self.pose_head[-1].bias)
+        self.centre_head: nn.Module | None = None
+        if cfg.head_shape == "separable":
+            self.pose_head = graph_head(cfg.init_heads, "heatmap", cin, k)
+            self.centre_head = graph_head(cfg.init_heads, "centre", cin, 1)
+            nn.init.zeros_(self.box_heads[2][-1].weight)  # the centre logit starts as the centre head's alone
+            nn.init.zeros_(self.box_heads[2][-1].bias)
+            if not cfg.init_heads:
+                nn.init.constant_(self.pose_head.final_layer.bias, -4.6)  # sigmoid heatmaps start near 0.01
+                nn.init.constant_(self.centre_head.final_layer.bias, -math.log((1 - 0.1) / 0.1))
         self.size_divisor = self.backbone.size_divisor
         self.codec = self.make_codec(spec, self.input_size, cfg, self.stride)
         self.flip_perm = flip_permutation(spec.flip_pairs, k)
@@ -179,21 +198,25 @@ class SimpleModel(PoseModel):
         return SimpleCodec(tuple(input_size), stride, spec.num_keypoints, cfg.sigma, cfg.max_persons, tuple(cfg.roi_size),
                            cfg.top_n, cfg.box_threshold)  # fmt: skip
 
-    def shared(self, x: torch.Tensor) -> torch.Tensor:
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.features == "concat":
             feats = self.backbone.forward_features(x)
             size = feats[0].shape[-2:]
             feats = [feats[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]]
-            return self.neck(torch.cat(feats, 1))
-        return self.neck(self.backbone(x))
+            return torch.cat(feats, 1)
+        return self.backbone(x)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(pose heatmaps [N,K,h,w], box logits [N,3,h,w] (top-left, bottom-right, centre), offsets [N,6,h,w])."""
-        f = self.shared(x)
+        t = self.trunk(x)
+        f = self.neck(t)
         pooled = [pool(f) for pool in self.pools]
         box = torch.cat([hd(p) for hd, p in zip(self.box_heads, pooled)], 1)
         off = torch.cat([hd(p) for hd, p in zip(self.offset_heads, pooled)], 1)
-        return self.pose_head(f), box, off
+        if self.centre_head is None:
+            return self.pose_head(f), box, off
+        box = torch.cat([box[:, :2], box[:, 2:] + self.centre_head(t)], 1)
+        return torch.sigmoid(self.pose_head(t)), box, off
 
     def group(self, heatmaps: torch.Tensor, boxes: torch.Tensor, batch_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(ROIs of the detached heatmaps [N,K,h,w], the grouping module's output for them)."""
