@@ -20,6 +20,7 @@ from posekit.bench import machine
 from posekit.data.synthetic import crossing_people, make_background, person_patches, synthetic_frames, write_video
 from posekit.pipeline.track import run_track
 from posekit.pipeline.writers import pick_video_codec
+from posekit.postprocess.presets import DEFAULT_MODE, track_options
 
 
 def main() -> None:
@@ -33,9 +34,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     data = Path(os.environ.get("POSEKIT_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    # what `posekit track` runs (detector >= 0.1, no flip test, the raw scores its tracker thresholds were set on)
-    as_track = {"det_threshold": 0.1, "flip_test": False, "calibration": None, "score_threshold": 0.0}
-    estimator = PoseEstimator(args.model, backend=args.backend, **(as_track if args.model in ("topdown-thunder", "topdown-lightning") else {}))
+    # what `posekit track` runs in the default mode (presets.track_options: detector >= 0.1, every scored pose to the tracker)
+    as_track = track_options(DEFAULT_MODE, args.model)[0] if args.model in ("topdown-thunder", "topdown-lightning") else {}
+    estimator = PoseEstimator(args.model, backend=args.backend, **as_track)
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.people:
             video = Path(tmp) / f"people{n}.mp4"

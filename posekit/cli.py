@@ -95,27 +95,28 @@ def _codec_line(choice: str) -> str:
 def _track(args: argparse.Namespace) -> int:
     from posekit.api import PoseEstimator
     from posekit.pipeline.track import run_track
+    from posekit.postprocess.presets import TRACK_DET_THRESHOLD, track_options
     from posekit.tracking.tracker import TrackerOptions
 
     top_down, options = _model_options(args)
     if args.max_frames is not None and args.max_frames <= 0:
         raise PosekitError(f"--max-frames {args.max_frames}: a positive number of frames")
     render_options = _render_options(args)
+    start = TrackerOptions.high_threshold
     if top_down:
         if args.flip_test is not None:
             options["flip_test"] = args.flip_test
-        # the tracker's thresholds (high / low poses, ByteTrack-style) were measured on the raw instance
-        # scores at det >= 0.1 (README, tracking); the calibrated scores of the modes are not used here yet
-        options.setdefault("det_threshold", 0.1)
-        if args.model in ("topdown-thunder", "topdown-lightning", "topdown-wholebody"):
-            options |= {"calibration": None, "score_threshold": 0.0}
+        if args.model in ("topdown-thunder", "topdown-lightning", "topdown-wholebody"):  # calibrated scores (presets.track_options)
+            mode_options, start = track_options(args.mode, args.model, options.get("flip_test"))
+            options = mode_options | options
+        options.setdefault("det_threshold", TRACK_DET_THRESHOLD)
     estimator = PoseEstimator(args.model, backend=args.backend, mode=args.mode, **options)
     with _claimed_out(args) as out:
         try:
             summary = run_track(args.source, estimator, out, render=not args.no_render, smooth=args.smooth,
                                 embeddings=args.embeddings, concurrent=False if args.sequential else None, quiet=args.quiet,
                                 max_frames=args.max_frames, render_options=render_options, video_codec=args.video_codec,
-                                tracker_options=TrackerOptions(camera_motion=args.camera_motion))  # fmt: skip
+                                tracker_options=TrackerOptions(camera_motion=args.camera_motion, high_threshold=start))  # fmt: skip
         except KeyboardInterrupt:
             print(f"posekit: interrupted; outputs in {out} are valid up to the last frame processed", file=sys.stderr)
             return 130

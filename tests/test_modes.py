@@ -14,7 +14,7 @@ from posekit.cli import main
 from posekit.evaluation.matching import match_results, reliability_table
 from posekit.pipeline.stages import TopDownOptions
 from posekit.postprocess.calibration import PersonCalibration, fit_calibration, person_features
-from posekit.postprocess.presets import CALIBRATIONS, MODES, mode_options
+from posekit.postprocess.presets import CALIBRATIONS, MODES, TRACK_START_SCORE, mode_options, track_options
 
 DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo.jpg"
 
@@ -163,3 +163,15 @@ def test_bootstrap_resample_repeats_images_and_identical_settings_never_differ(c
     assert evaluate_coco_keypoints(twice_gt, twice["x"])["AP"] == pytest.approx(evaluate_coco_keypoints(gt, noisy)["AP"], abs=0.01)
     aps = bootstrap_aps(gt, {"a": noisy, "b": list(noisy)}, draws=5)
     assert interval(aps["a"] - aps["b"]) == (0.0, 0.0) and aps["a"].std() > 0
+
+
+def test_track_runs_calibrated_scores_and_keeps_low_poses_for_the_tracker() -> None:
+    """`track`'s options: the mode's calibration (probabilities, so a track starts at TRACK_START_SCORE),
+    boxes down to 0.1 and no output threshold: poses under the start bar only continue tracks."""
+    options, start = track_options("balanced", "topdown-thunder")
+    assert options["calibration"] == CALIBRATIONS[("movenet-thunder", False)] and start == TRACK_START_SCORE
+    assert options["det_threshold"] == 0.1 and options["score_threshold"] == 0.0
+    fast, _ = track_options("fast", "topdown-lightning")
+    assert fast["calibration"] == CALIBRATIONS[("movenet-lightning", False)]
+    accurate, _ = track_options("accurate", "topdown-thunder")
+    assert accurate["det_threshold"] == MODES["accurate"].det_threshold and accurate["flip_test"]  # never raised to 0.1

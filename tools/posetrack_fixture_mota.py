@@ -17,10 +17,12 @@ sys.path.insert(0, str(ROOT))
 from posekit.api import PoseEstimator  # noqa: E402
 from posekit.evaluation.run import evaluate_files  # noqa: E402
 from posekit.pipeline.track import run_track  # noqa: E402
+from posekit.postprocess.presets import DEFAULT_MODE, track_options  # noqa: E402
 from posekit.tracking.tracker import TrackerOptions  # noqa: E402
 
 VIDEOS = ("003418_mpii_test", "009473_mpii_test", "012834_mpii_test")
-VARIANTS = {"before": TrackerOptions(high_threshold=0.0, min_hits=1), "now": TrackerOptions()}
+OPTIONS, START = track_options(DEFAULT_MODE, "topdown-thunder")  # what `posekit track` runs
+VARIANTS = {"before": TrackerOptions(high_threshold=0.0, min_hits=1), "now": TrackerOptions(high_threshold=START)}
 
 
 def main() -> None:
@@ -28,7 +30,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("outputs/posetrack_fixture"))
     args = ap.parse_args()
     data = Path(os.environ.get("POSEKIT_TEST_DATA", ROOT.parent / "shared" / "data")) / "fixtures" / "posetrack18"
-    estimator = PoseEstimator(backend="torch", det_threshold=0.1, flip_test=False, calibration=None, score_threshold=0.0)  # what `posekit track` runs
+    estimator = PoseEstimator(backend="torch", **OPTIONS)
     for video in VIDEOS:
         cells = []
         for name, options in VARIANTS.items():

@@ -75,3 +75,20 @@ def mode_options(mode: str, pipeline: str, flip_test: bool | None = None) -> dic
     return {**TOPDOWN_PRESETS["thunder-coco-extra"], "flip_test": flip, "det_threshold": m.det_threshold,
             "calibration": calibration, "score_threshold": m.score_threshold if calibration else 0.0}  # fmt: skip
 
+
+# `posekit track` with a named top-down pipeline: every pose of a box scoring >= 0.1 goes to the tracker (poses
+# under the start bar only continue tracks, ByteTrack's second pass), and a track starts from a pose whose
+# calibrated score is >= 0.4. Measured 2026-12-07 with `tools/reid_tracklets.py --scores calibrated` (Thunder, no
+# flip; docs/modes.md): det 0.1 + start 0.4 gave crossing MOTA 0.597 / IDF1 0.736 against 0.584 / 0.725 with the
+# raw scores, no switch while visible, one after a gap (raw: none); the mode's det 0.15 lost MOTA (0.562), a
+# start bar of 0.5 missed a labelled person, 0.3 switched ids on the real clips.
+TRACK_DET_THRESHOLD = 0.1
+TRACK_START_SCORE = 0.4
+
+
+def track_options(mode: str, pipeline: str, flip_test: bool | None = None) -> tuple[dict[str, Any], float]:
+    """(the pipeline options `track` runs a named top-down pipeline with in `mode`, the score a pose needs to
+    start a track): the mode's calibrated scores, every scored pose kept for the tracker."""
+    options = mode_options(mode, pipeline, flip_test)
+    start = TRACK_START_SCORE if options["calibration"] else 0.1  # raw scores: the bar measured before calibration
+    return options | {"det_threshold": min(options["det_threshold"], TRACK_DET_THRESHOLD), "score_threshold": 0.0}, start
