@@ -99,7 +99,7 @@ class HigherHRNetModel(PoseModel):
             self.neck = nn.Sequential(nn.Conv2d(c, cfg.neck_channels, 3, 1, 1, bias=False),
                                       nn.BatchNorm2d(cfg.neck_channels, momentum=BN_MOMENTUM), nn.ReLU(inplace=True))  # fmt: skip
             c = cfg.neck_channels
-        else:
+        if cfg.head_shape == "conv":
             self.final_layer = nn.Conv2d(c, 2 * k, 1)  # K heatmaps + K tags
         self.deconvs = nn.ModuleList()
         for _ in range(cfg.num_deconvs):
