@@ -111,31 +111,34 @@ def check_results(data: Any, path: Path | str, num_keypoints: int, gt_ids: set, 
         raise DatasetError(f"--results {path}: this is an image-id map (posekit's image_ids.json); pass results.json")
     if not isinstance(data, list):
         raise DatasetError(f"--results {path}: expected a list of keypoint results, got {type(data).__name__}")
-    out = []
-    for i, r in enumerate(data):
-        where = f"--results {path}: result {i}"
-        if not isinstance(r, dict):
-            raise DatasetError(f"{where}: expected an object, got {type(r).__name__}")
-        if not need_score:
-            r = {"score": 1.0, **r}
-        r = flat_keypoints(r)
-        for key in ("image_id", "keypoints", "score"):
-            if key not in r:
-                hint = " (is this a ground-truth file? results carry a score per person)" if key == "score" else ""
-                raise DatasetError(f"{where}: missing field '{key}'{hint}")
-        if not _finite_numbers(r["keypoints"], 3 * num_keypoints):
-            n = len(r["keypoints"]) if isinstance(r["keypoints"], list) else type(r["keypoints"]).__name__
-            raise DatasetError(f"{where}: 'keypoints' must be {3 * num_keypoints} finite numbers "
-                               f"({num_keypoints} x, y, score triples); got {n}" + ("" if isinstance(n, str) else " values or non-finite ones"))  # fmt: skip
-        if not _finite_numbers([r["score"]], 1):
-            raise DatasetError(f"{where}: 'score' must be a finite number, got {r['score']!r}")
-        if r.get("category_id", 1) != 1:  # pycocotools would score it against no person: AP 0, silently
-            raise DatasetError(f"{where}: category_id {r['category_id']!r}; person keypoint results have category_id 1")
-        out.append({"category_id": 1, **r})
+    out = [check_result(r, f"--results {path}: result {i}", num_keypoints, need_score) for i, r in enumerate(data)]
     unknown = {r["image_id"] for r in out} - gt_ids
     if unknown:
         out = _remap_by_file_name(out, unknown, Path(path), gt_ids, id_of_name or {})
     return out
+
+
+def check_result(r: Any, where: str, num_keypoints: int, need_score: bool = True) -> dict:
+    """One keypoint result checked (`check_results`), with its category_id (1) and, where the metric does not
+    rank persons, a score of 1."""
+    if not isinstance(r, dict):
+        raise DatasetError(f"{where}: expected an object, got {type(r).__name__}")
+    if not need_score:
+        r = {"score": 1.0, **r}
+    r = flat_keypoints(r)
+    for key in ("image_id", "keypoints", "score"):
+        if key not in r:
+            hint = " (is this a ground-truth file? results carry a score per person)" if key == "score" else ""
+            raise DatasetError(f"{where}: missing field '{key}'{hint}")
+    if not _finite_numbers(r["keypoints"], 3 * num_keypoints):
+        n = len(r["keypoints"]) if isinstance(r["keypoints"], list) else type(r["keypoints"]).__name__
+        raise DatasetError(f"{where}: 'keypoints' must be {3 * num_keypoints} finite numbers "
+                           f"({num_keypoints} x, y, score triples); got {n}" + ("" if isinstance(n, str) else " values or non-finite ones"))  # fmt: skip
+    if not _finite_numbers([r["score"]], 1):
+        raise DatasetError(f"{where}: 'score' must be a finite number, got {r['score']!r}")
+    if r.get("category_id", 1) != 1:  # pycocotools would score it against no person: AP 0, silently
+        raise DatasetError(f"{where}: category_id {r['category_id']!r}; person keypoint results have category_id 1")
+    return {"category_id": 1, **r}
 
 
 def file_keys(path: str) -> tuple[str, str]:

@@ -15,6 +15,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+COCO_MAX_DETS = 20  # detections per image COCOeval scores for keypoints (pycocotools' setKpParams; CrowdPose too)
 STAT_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
 CROWDPOSE_STAT_NAMES = ("AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP(E)", "AP(M)", "AP(H)")
 
@@ -44,7 +45,7 @@ class CrowdPoseEval(COCOeval):
     def __init__(self, coco_gt: COCO, coco_dt: COCO, sigmas: np.ndarray) -> None:
         super().__init__(coco_gt, coco_dt, "keypoints")
         self.params.kpt_oks_sigmas = np.asarray(sigmas)
-        self.params.maxDets = [20]
+        self.params.maxDets = [COCO_MAX_DETS]
         self.params.areaRng = [[0, 1e10]]
         self.params.areaRngLbl = ["all"]
 

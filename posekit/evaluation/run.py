@@ -11,10 +11,19 @@ from scipy.optimize import linear_sum_assignment
 
 from posekit.data.datasets import DatasetError, Sample, detect_spec, read_coco, read_lsp, read_mpii, read_posetrack, to_coco_dict
 from posekit.data.specs import convert_keypoints, get_spec
-from posekit.evaluation.checks import check_coco_gt, check_results, flat_keypoints, gt_ids_by_name, ids_by_file, read_json_file
-from posekit.evaluation.coco import evaluate_coco_keypoints, evaluate_crowdpose, evaluate_parts
+from posekit.evaluation.checks import (
+    check_coco_gt,
+    check_result,
+    check_results,
+    flat_keypoints,
+    gt_ids_by_name,
+    ids_by_file,
+    read_json_file,
+)
+from posekit.evaluation.coco import COCO_MAX_DETS, evaluate_coco_keypoints, evaluate_crowdpose, evaluate_parts
 from posekit.evaluation.pck import head_sizes, lsp_pck, mpii_pckh
 from posekit.evaluation.posetrack import FramePoses, drop_ignored, ignore_polygons, posetrack_ap, posetrack_mota
+from posekit.evaluation.streaming import NotAnArray, iter_json_array, top_results
 from posekit.structures import WHOLEBODY_RESULT_FIELDS
 
 WHOLEBODY_PART_FIELDS = tuple(key for key, _ in WHOLEBODY_RESULT_FIELDS[1:])  # foot_kpts, face_kpts, ... (not "keypoints")
@@ -144,8 +153,11 @@ def evaluate_files(gt: str | Path, results: str | Path | list, spec: str | None 
     dataset = DATASET_OF_SPEC.get(spec, "coco") if spec else detect_dataset(gt, gt_data)
     spec = spec or SPEC_OF_DATASET[dataset]
     k = get_spec(spec).num_keypoints
-    raw = read_json_file(results, "--results") if isinstance(results, (str, Path)) else results
     where = results if isinstance(results, (str, Path)) else "(results)"
+    if dataset in ("coco", "crowdpose") and isinstance(results, (str, Path)):
+        raw = _coco_results(Path(results), k)
+    else:
+        raw = read_json_file(results, "--results") if isinstance(results, (str, Path)) else results
     if dataset in ("coco", "crowdpose"):
         gt_data = check_coco_gt(gt_data, gt, k)
         if not any(not a.get("iscrowd", 0) and a.get("num_keypoints", 1) > 0 for a in gt_data["annotations"]):
@@ -177,6 +189,16 @@ def evaluate_files(gt: str | Path, results: str | Path | list, spec: str | None 
         gt_frames, pred_frames = _frames(samples, None), _frames(samples, res)
         return dataset, {"AP": posetrack_ap(gt_frames, pred_frames, names), "MOTA": posetrack_mota(gt_frames, pred_frames, names)}
     raise DatasetError(f"unknown dataset kind {dataset!r}")
+
+
+def _coco_results(path: Path, k: int) -> Any:
+    """A COCO results file in bounded memory (`evaluation.streaming`): every result checked, the 20 per image
+    COCOeval scores kept. Other JSON (PoseTrack-style {"annotations": ...}) is read whole."""
+    try:
+        items = iter_json_array(path, "--results")
+        return top_results(items, lambda r, i: check_result(r, f"--results {path}: result {i}", k), COCO_MAX_DETS)
+    except NotAnArray:
+        return read_json_file(path, "--results")
 
 
 METRIC_PREFIX = {"coco": "coco/", "crowdpose": "crowdpose/", "lsp": "pck@0.2/", "mpii": "pckh@0.5/"}
