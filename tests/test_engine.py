@@ -187,3 +187,17 @@ def test_train_logs_lines_when_stdout_is_no_terminal(tmp_path: Path, data_dir: P
     quiet = ["train", str(config), "--out", str(tmp_path / "quiet"), "--max-steps", "1", "--set", "train.eval_every=0", "--quiet"]
     assert main(quiet) == 0
     assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ") and " loss " in line]  # the summary only
+
+
+def test_set_takes_floats_written_without_a_dot(tmp_path: Path) -> None:
+    """`--set train.lr=1e-4` (and `lr: 5E-4` in a config): PyYAML alone reads these as strings, which the
+    config then refused as "not a number"."""
+    from posekit.engine.config import load_config, parse_overrides
+
+    assert parse_overrides(["train.lr=1e-4", "a=-2E+2", "b=1.5", "c=1e4x", "d=10"]) == {"train.lr": 1e-4, "a": -200.0, "b": 1.5, "c": "1e4x", "d": 10}
+    config = Path(__file__).resolve().parents[1] / "configs" / "overfit_coco_mini.yaml"
+    text = config.read_text().replace("lr: 0.002", "lr: 5E-4")
+    assert "lr: 5E-4" in text
+    (tmp_path / "c.yaml").write_text(text)
+    assert load_config(tmp_path / "c.yaml").train.lr == 5e-4
+    assert load_config(config, parse_overrides(["train.lr=1e-4"])).train.lr == 1e-4

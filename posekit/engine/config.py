@@ -5,6 +5,7 @@ one-line `ConfigError` naming the key."""
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,20 @@ def validate(cfg: Config, where: str) -> None:
             raise ConfigError(f"{where}: {message}")
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """YAML 1.1 as PyYAML reads it, plus floats written without a dot (1e-3, 5E-4): PyYAML reads those as
+    strings, so `--set train.lr=1e-4` was refused as "not a number"."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     """`--set KEY=VALUE` items (values are YAML: 100, 1e-3, [0, 9000], true) as {dotted key: value}."""
     overrides = {}
@@ -182,7 +197,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         if not eq or not key:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.steps=100")
         try:
-            overrides[key] = yaml.safe_load(value)
+            overrides[key] = load_yaml(value)
         except yaml.YAMLError as e:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from e
     return overrides
@@ -192,7 +207,7 @@ def read_config_yaml(path: str | Path) -> dict[str, Any]:
     """A config file's YAML mapping, or a one-line ConfigError naming the file."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = load_yaml(path.read_text(encoding="utf-8")) or {}
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the config ({e.strerror})") from e
     except UnicodeDecodeError as e:
