@@ -46,8 +46,9 @@ OKS_NMS_THRESHOLD = 0.9  # per image, over all predicted persons (SimpleBaseline
 
 
 def build_optimizer(model: nn.Module, t) -> torch.optim.Optimizer:  # noqa: ANN001
-    trunk = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("backbone.")]
-    rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("backbone.")]
+    pretrained = getattr(model, "pretrained_prefixes", ("backbone.",))  # the trunk, and heads warm-started from a graph
+    trunk = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(pretrained)]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(pretrained)]
     params = [{"params": rest}, {"params": trunk, "lr": t.lr * t.backbone_lr_mult}] if t.backbone_lr_mult != 1.0 else rest + trunk
     if t.optimizer == "adam":
         return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)

@@ -94,6 +94,8 @@ class HigherHRNetModel(PoseModel):
             self.tag_head = SeparableHead(c, k)  # tags are new: no graph head means them
             if not cfg.init_heads:  # sigmoid heatmaps start near 0.01, not 0.5 everywhere
                 nn.init.constant_(self.heatmap_head.final_layer.bias, -4.6)
+            else:  # fine-tuned at the trunk's rate, as pretrained weights
+                self.pretrained_prefixes = ("backbone.", "heatmap_head.")
         self.neck = nn.Identity()
         if cfg.neck_channels:
             self.neck = nn.Sequential(nn.Conv2d(c, cfg.neck_channels, 3, 1, 1, bias=False),

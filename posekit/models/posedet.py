@@ -211,6 +211,8 @@ class PoseDetModel(PoseModel):
         else:
             self.pyramid = FeaturePyramid(self.backbone.feature_channels, self.backbone.feature_strides, cfg.strides, cfg.channels)
         self.head = PoseDetHead(cfg.channels, spec.num_keypoints, cfg, self.backbone.out_channels)
+        if cfg.init_heads:  # fine-tuned at the trunk's rate, as pretrained weights
+            self.pretrained_prefixes = ("backbone.", "head.bypass.", "head.centre.", "head.heatmap.")
         self.stride = cfg.strides[0]
         self.size_divisor = max(self.backbone.size_divisor, max(cfg.strides))
         self.codec = self.make_codec(spec, self.input_size, cfg, self.stride)

@@ -187,6 +187,8 @@ class SimpleModel(PoseModel):
             if not cfg.init_heads:
                 nn.init.constant_(self.pose_head.final_layer.bias, -4.6)  # sigmoid heatmaps start near 0.01
                 nn.init.constant_(self.centre_head.final_layer.bias, -math.log((1 - 0.1) / 0.1))
+            else:  # fine-tuned at the trunk's rate, as pretrained weights
+                self.pretrained_prefixes = ("backbone.", "pose_head.", "centre_head.")
         self.size_divisor = self.backbone.size_divisor
         self.codec = self.make_codec(spec, self.input_size, cfg, self.stride)
         self.flip_perm = flip_permutation(spec.flip_pairs, k)
