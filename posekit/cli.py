@@ -694,6 +694,9 @@ def run() -> None:
     takes ~0.5 s here, a fifth of a one-photo `predict`). Every output file is closed by the time main returns."""
     import logging
 
+    from posekit.runtime import limit_arenas
+
+    limit_arenas()  # before any thread exists (posekit/runtime.py)
     code = main()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
