@@ -117,3 +117,5 @@ def test_warm_heads_train_at_the_trunks_rate(graph_outputs) -> None:
     cold = HigherHRNetModel(SPEC, (256, 256), HigherHRNetConfig(backbone="movenet_multipose_fpn", head_shape="separable", num_deconvs=0))
     assert not any(id(p) in {id(q) for q in build_optimizer(cold, SimpleNamespace(lr=1e-3, backbone_lr_mult=0.1, optimizer="adam",
                    weight_decay=0.0)).param_groups[1]["params"]} for p in cold.heatmap_head.parameters())  # fmt: skip
+    full_rate = build_optimizer(model, SimpleNamespace(lr=1e-3, backbone_lr_mult=0.1, optimizer="adam", weight_decay=0.0, warm_heads_lr="full"))
+    assert all(id(p) in {id(q) for q in full_rate.param_groups[0]["params"]} for p in model.heatmap_head.parameters())

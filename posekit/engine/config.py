@@ -67,6 +67,7 @@ class TrainConfig:
     optimizer: str = "adam"  # adam | adamw | sgd
     lr: float = 1e-3
     backbone_lr_mult: float = 1.0  # pretrained trunks: fine-tune them slower than the new heads (e.g. 0.1)
+    warm_heads_lr: str = "trunk"  # heads warm-started from a graph (model.init_heads): at the trunk's rate | "full" (the heads')
     weight_decay: float = 0.0
     scheduler: str = "cosine"  # cosine | step | constant
     milestones: tuple[int, ...] = ()  # for step: steps where lr *= gamma
@@ -162,6 +163,7 @@ def validate(cfg: Config, where: str) -> None:
         (t.warmup_steps >= 0, "train.warmup_steps must be >= 0"),
         (t.optimizer in ("adam", "adamw", "sgd"), f"train.optimizer {t.optimizer!r}: use adam, adamw or sgd"),
         (t.scheduler in ("cosine", "step", "constant"), f"train.scheduler {t.scheduler!r}: use cosine, step or constant"),
+        (t.warm_heads_lr in ("trunk", "full"), f"train.warm_heads_lr {t.warm_heads_lr!r}: use trunk or full"),
         (t.device in ("cpu", "cuda", "auto"), f"train.device {t.device!r}: use cpu, cuda or auto"),
         (d.format in ("coco", "lsp"), f"data.format {d.format!r}: use coco or lsp"),
         (len(d.input_size) == 2 and all(isinstance(v, int) and v > 0 for v in d.input_size), f"data.input_size {d.input_size}: two positive integers (w, h)"),

@@ -27,10 +27,12 @@ class PackagedModel:
 
 PACKAGED: dict[str, PackagedModel] = {
     "higherhrnet-small": PackagedModel(
-        "HigherHRNet heads on the MoveNet MultiPose trunk, 256x256 whole image, bottom-up; trained 1000 steps on this CPU",
-        "22955852f59224d859280251214986eb401c7dd8b12b687872583aaeaf72f8e7",
-        "posekit train configs/higherhrnet_small_mosaic.yaml --set data.num_workers=0 --out outputs/train/hh_r1, then "
-        "posekit.zoo.packaged.write_packaged('outputs/train/hh_r1/checkpoint.pt', 'posekit/zoo/models/higherhrnet-small.safetensors')",
+        "HigherHRNet heads on the MoveNet MultiPose trunk, 256x256 whole image, bottom-up; its 1/4 heatmap head warm-started "
+        "from MultiPose's, trained 1000 steps on this CPU (docs/warm_start.md)",
+        "f7aedcb176385e5b2e13a228caeb18474dcdbf90245911c0214ce654d573bcad",
+        "posekit train configs/higherhrnet_small_mosaic.yaml --set model.head_shape=separable model.init_heads=movenet_multipose "
+        "train.warm_heads_lr=full --out outputs/warm_start/hh_warmfull, then "
+        "posekit.zoo.packaged.write_packaged('outputs/warm_start/hh_warmfull/checkpoint.pt', 'posekit/zoo/models/higherhrnet-small.safetensors')",
     ),
     "posedet-small": PackagedModel(
         "PoseDet heads (pose embedding by deformable sampling) on the MoveNet MultiPose trunk, 256x256 whole image, single-stage; "
