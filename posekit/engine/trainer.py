@@ -47,7 +47,7 @@ OKS_NMS_THRESHOLD = 0.9  # per image, over all predicted persons (SimpleBaseline
 
 def build_optimizer(model: nn.Module, t) -> torch.optim.Optimizer:  # noqa: ANN001
     pretrained = getattr(model, "pretrained_prefixes", ("backbone.",))  # the trunk, and heads warm-started from a graph
-    if getattr(t, "warm_heads_lr", "trunk") == "full":
+    if getattr(t, "warm_heads_lr", "full") == "full":
         pretrained = ("backbone.",)
     trunk = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(pretrained)]
     rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(pretrained)]

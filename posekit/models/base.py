@@ -42,6 +42,7 @@ class PoseModel(nn.Module):
     oks_nms: ClassVar[float | None] = 0.9  # OKS-NMS threshold over an image's poses at evaluation (None: none)
     oracle_variants: ClassVar[dict[str, dict]] = {"1/4": {}}  # whole-image families: config options the codec oracle scores
     # parameters (name prefixes) that start pretrained: the trainer gives them `train.backbone_lr_mult` x the rate
+    # (warm-started heads only with `train.warm_heads_lr: trunk`)
     pretrained_prefixes: tuple[str, ...] = ("backbone.",)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
