@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Warm-started vs random-init heads (docs/warm_start.md, #33 item 5): for each whole-image family the same
 # config, seed, data and steps with the graph's head shape (model.head_shape: separable), heads from
-# MoveNet MultiPose (model.init_heads: movenet_multipose; they train at the trunk's rate) or random.
+# MoveNet MultiPose (model.init_heads: movenet_multipose; at the full rate, train.warm_heads_lr) or random.
 # Each run resumes where it stopped (checkpoints every 100 / 50 steps), so rerun the script after a kill
 # or in the next session; finished runs are skipped. Then score them all on the same images:
 #   .venv/bin/python tools/eval_families.py movenet-multipose OUT/*/checkpoint.pt
