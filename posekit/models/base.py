@@ -41,9 +41,13 @@ class PoseModel(nn.Module):
     input_size: tuple[int, int]  # (w, h) the model was trained at
     oks_nms: ClassVar[float | None] = 0.9  # OKS-NMS threshold over an image's poses at evaluation (None: none)
     oracle_variants: ClassVar[dict[str, dict]] = {"1/4": {}}  # whole-image families: config options the codec oracle scores
-    # parameters (name prefixes) that start pretrained: the trainer gives them `train.backbone_lr_mult` x the rate
-    # (warm-started heads only with `train.warm_heads_lr: trunk`)
-    pretrained_prefixes: tuple[str, ...] = ("backbone.",)
+
+    @property
+    def pretrained_prefixes(self) -> tuple[str, ...]:
+        """Parameter name prefixes that start pretrained: the trunk and the heads warm-started from a graph
+        (`graph_heads.graph_head` marks them). The trainer gives them `train.backbone_lr_mult` x the rate (the
+        warm heads only with `train.warm_heads_lr: trunk`)."""
+        return ("backbone.", *(f"{name}." for name, m in self.named_modules() if getattr(m, "warm_started", False)))
 
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -21,6 +21,7 @@ from posekit.zoo.store import load_graph
 MULTIPOSE = "movenet_multipose"
 GRAPH_OF = {MULTIPOSE: "movenet-multipose"}
 TRUNK_OF = {MULTIPOSE: "movenet_multipose_fpn"}
+SIGMOID_START = -4.6  # a random-init sigmoid heatmap head's output bias: maps start near 0.01, not 0.5 everywhere
 HEAD_NODES = {"heatmap": "kpt_heatmap_0", "centre": "center_0", "regress": "kpt_regress_0", "offset": "kpt_offset_0"}
 _PREFIX = "StatefulPartitionedCall/"
 
@@ -30,8 +31,11 @@ def yx_to_xy(num_keypoints: int) -> list[int]:
     return [2 * j + (1 - c) for j in range(num_keypoints) for c in (0, 1)]
 
 
-def check_init_heads(init_heads: str, backbone: str) -> None:
-    """`model.init_heads` names a graph whose trunk the model uses; the error says what to change."""
+def check_init_heads(init_heads: str, backbone: str, head_shape: str, own_shape: str) -> None:
+    """`model.head_shape` is the family's own (`own_shape`) or the graph's ("separable"), and `model.init_heads`
+    names a graph whose trunk the model uses and whose head shape it takes; the error says what to change."""
+    if head_shape not in (own_shape, "separable") or (init_heads and head_shape != "separable"):
+        raise ValueError(f"model.head_shape {head_shape!r}: use {own_shape} or separable (model.init_heads needs separable, the graph's shape)")
     if init_heads and init_heads not in TRUNK_OF:
         raise ValueError(f"model.init_heads {init_heads!r}: use one of {', '.join(TRUNK_OF)} or leave it empty")
     if init_heads and backbone != TRUNK_OF[init_heads]:
@@ -61,16 +65,23 @@ def graph_head_weights(graph_name: str, head: str) -> dict[str, torch.Tensor]:
     }
 
 
-def graph_head(init_heads: str, head: str, in_channels: int, out_channels: int, order: list[int] | None = None) -> SeparableHead:
+def graph_head(init_heads: str, head: str, in_channels: int, out_channels: int, order: list[int] | None = None,
+               cold_bias: float | None = None) -> SeparableHead:  # fmt: skip
     """A `SeparableHead` of the graph's shape; with `init_heads` set, holding that graph's `head` weights
-    (output channels taken in `order`); without, randomly initialised as any posekit head."""
+    (output channels taken in `order`) and marked `warm_started` (`PoseModel.pretrained_prefixes` finds it);
+    without, randomly initialised as any posekit head, its output bias `cold_bias` when given (a sigmoid
+    output's starting logit)."""
     module = SeparableHead(in_channels, out_channels)
-    if init_heads:
-        state = graph_head_weights(GRAPH_OF[init_heads], head)
-        if order is not None:
-            state["final_layer.weight"], state["final_layer.bias"] = state["final_layer.weight"][order], state["final_layer.bias"][order]
-        if state["final_layer.weight"].shape[0] != out_channels or state["depthwise.weight"].shape[0] != in_channels:
-            raise ValueError(f"{init_heads} head {head!r} maps {state['depthwise.weight'].shape[0]} -> "
-                             f"{state['final_layer.weight'].shape[0]} channels, the model needs {in_channels} -> {out_channels}")  # fmt: skip
-        module.load_state_dict(state)
+    if not init_heads:
+        if cold_bias is not None:
+            torch.nn.init.constant_(module.final_layer.bias, cold_bias)
+        return module
+    state = graph_head_weights(GRAPH_OF[init_heads], head)
+    if order is not None:
+        state["final_layer.weight"], state["final_layer.bias"] = state["final_layer.weight"][order], state["final_layer.bias"][order]
+    if state["final_layer.weight"].shape[0] != out_channels or state["depthwise.weight"].shape[0] != in_channels:
+        raise ValueError(f"{init_heads} head {head!r} maps {state['depthwise.weight'].shape[0]} -> "
+                         f"{state['final_layer.weight'].shape[0]} channels, the model needs {in_channels} -> {out_channels}")  # fmt: skip
+    module.load_state_dict(state)
+    module.warm_started = True
     return module

@@ -24,7 +24,7 @@ from posekit.codecs.associative_embedding import AssociativeEmbeddingCodec, ae_l
 from posekit.codecs.heatmap import flip_permutation
 from posekit.models.backbones import BN_MOMENTUM, BasicBlock, build_backbone
 from posekit.models.base import PoseModel, image_poses
-from posekit.models.graph_heads import check_init_heads, graph_head
+from posekit.models.graph_heads import SIGMOID_START, check_init_heads, graph_head
 from posekit.models.heads import SeparableHead
 from posekit.structures import KeypointSpec, Poses
 
@@ -84,18 +84,12 @@ class HigherHRNetModel(PoseModel):
         cfg = cfg or HigherHRNetConfig()
         self.cfg, self.spec, self.input_size = cfg, spec, tuple(input_size)
         k = spec.num_keypoints
-        if cfg.head_shape not in ("conv", "separable") or (cfg.init_heads and cfg.head_shape != "separable"):
-            raise ValueError(f"model.head_shape {cfg.head_shape!r}: use conv or separable (model.init_heads needs separable, the graph's shape)")
-        check_init_heads(cfg.init_heads, cfg.backbone)
+        check_init_heads(cfg.init_heads, cfg.backbone, cfg.head_shape, "conv")
         self.backbone = build_backbone(cfg.backbone)
         c = self.backbone.out_channels
         if cfg.head_shape == "separable":  # on the trunk's own output, as in the graph
-            self.heatmap_head = graph_head(cfg.init_heads, "heatmap", c, k)
+            self.heatmap_head = graph_head(cfg.init_heads, "heatmap", c, k, cold_bias=SIGMOID_START)
             self.tag_head = SeparableHead(c, k)  # tags are new: no graph head means them
-            if not cfg.init_heads:  # sigmoid heatmaps start near 0.01, not 0.5 everywhere
-                nn.init.constant_(self.heatmap_head.final_layer.bias, -4.6)
-            else:  # fine-tuned at the trunk's rate, as pretrained weights
-                self.pretrained_prefixes = ("backbone.", "heatmap_head.")
         self.neck = nn.Identity()
         if cfg.neck_channels:
             self.neck = nn.Sequential(nn.Conv2d(c, cfg.neck_channels, 3, 1, 1, bias=False),

@@ -39,7 +39,7 @@ from posekit.codecs.heatmap import flip_permutation
 from posekit.codecs.posedet import PoseDetCodec, candidate_grid
 from posekit.models.backbones import build_backbone
 from posekit.models.base import PoseModel, image_poses
-from posekit.models.graph_heads import check_init_heads, graph_head, yx_to_xy
+from posekit.models.graph_heads import SIGMOID_START, check_init_heads, graph_head, yx_to_xy
 from posekit.structures import KeypointSpec, Poses
 
 
@@ -139,14 +139,11 @@ class PoseDetHead(nn.Module):
         nn.init.constant_(self.cls_out.bias, prior)
         if self.separable:  # built after the init above, which would overwrite a graph's weights
             self.bypass = graph_head(cfg.init_heads, "regress", in_channels, 2 * k, yx_to_xy(k))
-            self.centre = graph_head(cfg.init_heads, "centre", in_channels, 1)
-            self.heatmap = graph_head(cfg.init_heads, "heatmap", in_channels, k)
+            self.centre = graph_head(cfg.init_heads, "centre", in_channels, 1, cold_bias=prior)
+            self.heatmap = graph_head(cfg.init_heads, "heatmap", in_channels, k, cold_bias=SIGMOID_START)
             for out in (self.cls_out, self.reg_out):  # the score starts as the centre head's, the pose as the coarse one
                 nn.init.zeros_(out.weight)
                 nn.init.zeros_(out.bias)
-            if not cfg.init_heads:
-                nn.init.constant_(self.centre.final_layer.bias, prior)
-                nn.init.constant_(self.heatmap.final_layer.bias, -4.6)
         # tap j of a 1 x taps kernel samples (y, x + j - taps // 2) before its offset
         self.register_buffer("tap_x", torch.arange(self.taps, dtype=torch.float32) - self.taps // 2, persistent=False)
 
@@ -198,9 +195,7 @@ class PoseDetModel(PoseModel):
         super().__init__()
         cfg = cfg or PoseDetConfig()
         self.cfg, self.spec, self.input_size = cfg, spec, tuple(input_size)
-        if cfg.head_shape not in ("tower", "separable") or (cfg.init_heads and cfg.head_shape != "separable"):
-            raise ValueError(f"model.head_shape {cfg.head_shape!r}: use tower or separable (model.init_heads needs separable, the graph's shape)")
-        check_init_heads(cfg.init_heads, cfg.backbone)
+        check_init_heads(cfg.init_heads, cfg.backbone, cfg.head_shape, "tower")
         self.backbone = build_backbone(cfg.backbone)
         if not hasattr(self.backbone, "forward_features"):
             raise ValueError(f"backbone {cfg.backbone!r} has no multi-scale features for a pyramid")
@@ -211,8 +206,6 @@ class PoseDetModel(PoseModel):
         else:
             self.pyramid = FeaturePyramid(self.backbone.feature_channels, self.backbone.feature_strides, cfg.strides, cfg.channels)
         self.head = PoseDetHead(cfg.channels, spec.num_keypoints, cfg, self.backbone.out_channels)
-        if cfg.init_heads:  # fine-tuned at the trunk's rate, as pretrained weights
-            self.pretrained_prefixes = ("backbone.", "head.bypass.", "head.centre.", "head.heatmap.")
         self.stride = cfg.strides[0]
         self.size_divisor = max(self.backbone.size_divisor, max(cfg.strides))
         self.codec = self.make_codec(spec, self.input_size, cfg, self.stride)

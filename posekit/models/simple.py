@@ -41,7 +41,7 @@ from posekit.codecs.simple import SimpleCodec, own_windows, student_rois
 from posekit.models.backbones import BN_MOMENTUM, build_backbone
 from posekit.models.base import PoseModel, image_poses
 from posekit.models.centerpose import focal_loss
-from posekit.models.graph_heads import check_init_heads, graph_head
+from posekit.models.graph_heads import SIGMOID_START, check_init_heads, graph_head
 from posekit.models.simple_pooling import cascade_corner_pool, center_pool
 from posekit.structures import KeypointSpec, Poses
 
@@ -149,11 +149,9 @@ class SimpleModel(PoseModel):
             raise ValueError(f"model.mimic {cfg.mimic!r}: use one of {', '.join(MIMIC_MODES)}")
         if cfg.mimic_boxes not in ("gt", "detected"):
             raise ValueError(f"model.mimic_boxes {cfg.mimic_boxes!r}: use gt or detected")
-        if cfg.head_shape not in ("conv", "separable") or (cfg.init_heads and cfg.head_shape != "separable"):
-            raise ValueError(f"model.head_shape {cfg.head_shape!r}: use conv or separable (model.init_heads needs separable, the graph's shape)")
+        check_init_heads(cfg.init_heads, cfg.backbone, cfg.head_shape, "conv")
         if cfg.head_shape == "separable" and cfg.features != "output":
             raise ValueError("model.head_shape separable reads the trunk's own output: set model.features to output")
-        check_init_heads(cfg.init_heads, cfg.backbone)
         self.cfg, self.spec, self.input_size = cfg, spec, tuple(input_size)
         k, c = spec.num_keypoints, cfg.channels
         self.backbone = build_backbone(cfg.backbone)
@@ -180,15 +178,10 @@ class SimpleModel(PoseModel):
         nn.init.zeros_(self.pose_head[-1].bias)
         self.centre_head: nn.Module | None = None
         if cfg.head_shape == "separable":
-            self.pose_head = graph_head(cfg.init_heads, "heatmap", cin, k)
-            self.centre_head = graph_head(cfg.init_heads, "centre", cin, 1)
+            self.pose_head = graph_head(cfg.init_heads, "heatmap", cin, k, cold_bias=SIGMOID_START)
+            self.centre_head = graph_head(cfg.init_heads, "centre", cin, 1, cold_bias=-math.log((1 - 0.1) / 0.1))  # as the box heads
             nn.init.zeros_(self.box_heads[2][-1].weight)  # the centre logit starts as the centre head's alone
             nn.init.zeros_(self.box_heads[2][-1].bias)
-            if not cfg.init_heads:
-                nn.init.constant_(self.pose_head.final_layer.bias, -4.6)  # sigmoid heatmaps start near 0.01
-                nn.init.constant_(self.centre_head.final_layer.bias, -math.log((1 - 0.1) / 0.1))
-            else:  # fine-tuned at the trunk's rate, as pretrained weights
-                self.pretrained_prefixes = ("backbone.", "pose_head.", "centre_head.")
         self.size_divisor = self.backbone.size_divisor
         self.codec = self.make_codec(spec, self.input_size, cfg, self.stride)
         self.flip_perm = flip_permutation(spec.flip_pairs, k)
