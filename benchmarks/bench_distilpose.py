@@ -49,11 +49,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from posekit.zoo.checkpoints import model_from_checkpoint
-    from posekit.zoo.loader import _read_state
+    from posekit.zoo.loader import read_model_state
 
     for item in args.checkpoint:
         name, _, path = item.partition("=")
-        model = model_from_checkpoint(path, _read_state(path))  # a shipped model's name or a checkpoint path
+        model = model_from_checkpoint(path, read_model_state(path))  # a shipped model's name or a checkpoint path
         w, h = model.input_size
         measure(name, model, torch.randn(args.batch, 3, h, w), args.repeat, args.threads)
     for graph in args.movenet:

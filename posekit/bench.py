@@ -84,17 +84,69 @@ def network_inputs(graph: str, images: list, batch: int) -> torch.Tensor:
     return torch.from_numpy(np.concatenate([_graph_input(graph, images[i % len(images)]) for i in range(batch)]))
 
 
+def crop_model_inputs(model: Any, images: list, batch: int) -> torch.Tensor:
+    """`batch` real inputs of a trained crop model: images resized to its input, normalised as in training."""
+    import cv2
+    import numpy as np
+
+    from posekit.data.transforms import normalise
+
+    w, h = model.input_size
+    return torch.from_numpy(np.stack([normalise(cv2.resize(images[i % len(images)], (w, h))) for i in range(batch)]))
+
+
+def bench_crop_model(name: str, frames: list, batches: list[int], backends: list[str], threads: int, repeat: int,
+                     peak: float) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """ms per crop of a trained top-down model (a shipped name or a checkpoint): its network alone, as
+    `bench_networks` times a graph (real images resized to its input; the flip test off: one pass)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from posekit.errors import InputError
+    from posekit.export.backend import model_onnxruntime, network_sha256
+    from posekit.zoo.checkpoints import model_from_checkpoint
+    from posekit.zoo.loader import read_model_state
+
+    state = read_model_state(name)
+    for backend in backends:
+        model = model_from_checkpoint(name, state)
+        if model.input_kind != "crops":
+            raise InputError(f"--networks {name}: a {model.family} model runs on whole images, not crops; time it with --models")
+        with FlopCounterMode(display=False) as counter, torch.inference_mode():
+            model(crop_model_inputs(model, frames, 1))
+        if backend == "onnxruntime":
+            model_onnxruntime(model, name, network_sha256(state))
+        for batch in batches:
+            x = crop_model_inputs(model, frames, batch)
+            torch.set_num_threads(threads)
+            with torch.inference_mode():
+                model(x)
+                start = time.perf_counter()
+                for _ in range(repeat):
+                    model(x)
+            ms = (time.perf_counter() - start) / repeat * 1000
+            gflops = counter.get_total_flops() / 1e9
+            yield {"name": "network_latency", "config": {"graph": name, "backend": backend, "batch": batch, "threads": threads},
+                   "value": round(ms / batch, 2), "unit": "ms/crop", "n": repeat * batch, "gflops_per_forward": round(gflops * batch, 2),
+                   "achieved_gflops_per_s": round(gflops * batch / (ms / 1000), 1), "matmul_peak_gflops_per_s": round(peak, 1),
+                   "machine": machine()}  # fmt: skip
+
+
 def bench_networks(graphs: list[str], images: list[Path], batches: list[int], backends: list[str], threads: int = 2,
                    repeat: int = 5) -> Iterator[dict[str, Any]]:  # fmt: skip
     """ms per forward of each TF.js graph (head, trunk and decoding; real images) per backend and batch,
-    with the trunk's achieved GFLOP/s against the measured matmul peak."""
+    with the trunk's achieved GFLOP/s against the measured matmul peak; a trained top-down model (shipped
+    name or checkpoint) is timed the same way on crops of its input size."""
     from posekit.models.tfjs_models import MOVENET_FEATURES, MOVENET_HEATMAPS, MOVENET_INPUT_SIZE, load_module
     from posekit.runtime import tune_malloc
+    from posekit.zoo.registry import GRAPHS
 
     tune_malloc()
     peak = matmul_peak_gflops(threads)
     frames = [read_image(p) for p in images]
     for graph in graphs:
+        if graph not in GRAPHS:
+            yield from bench_crop_model(graph, frames, batches, backends, threads, repeat, peak)
+            continue
         extras = (MOVENET_FEATURES, MOVENET_HEATMAPS) if graph in MOVENET_INPUT_SIZE else ()
         for backend in backends:
             module = load_module(graph, extras, backend)

@@ -646,8 +646,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--backends", nargs="+", default=["auto"], choices=["auto", "torch", "onnxruntime"],
                    help="inference backends to compare (default: auto; both with --networks)")
     b.add_argument("--networks", nargs="+", metavar="GRAPH", help="time these TF.js networks alone instead of whole pipelines "
-                   "(movenet-thunder, movenet-lightning, movenet-multipose, centernet): ms per crop or image, achieved "
-                   "GFLOP/s against the measured matmul peak")  # fmt: skip
+                   "(movenet-thunder, movenet-lightning, movenet-multipose, centernet), or a trained top-down model's network "
+                   "(a shipped name or a checkpoint, on crops of its input size): ms per crop or image, achieved GFLOP/s "
+                   "against the measured matmul peak")  # fmt: skip
     b.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8], help="with --networks: batch sizes (default 1 8)")
     b.set_defaults(func=_bench)
     return p

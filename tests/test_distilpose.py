@@ -233,3 +233,20 @@ def test_shipped_distilpose_small(data_dir: Path, tmp_path: Path, weights) -> No
     assert main(["eval", "--gt", str(lsp / "joints.mat"), "--images", str(lsp / "images"), "--range", "9000", "9200",
                  "--model", "distilpose-small", "--out-dir", str(tmp_path / "e"), "--out", str(stats), "--quiet"]) == 0  # fmt: skip
     assert json.loads(stats.read_text())["stats"]["Mean"] == pytest.approx(0.282, abs=0.01)
+
+
+def test_bench_networks_times_a_trained_crop_model_beside_the_graphs(data_dir: Path, weights, capsys) -> None:
+    """`posekit bench --networks` takes a trained top-down model (crop time against Lightning's, #33); a
+    whole-image model is refused in one line."""
+    import json
+
+    from posekit.cli import main
+
+    image = str(data_dir / "fixtures" / "coco" / "000000196141.jpg")
+    assert main(["bench", image, "--networks", "distilpose-small", "--batch-sizes", "2", "--backends", "torch", "--threads", "1"]) == 0
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert record["unit"] == "ms/crop" and record["config"]["graph"] == "distilpose-small" and record["value"] > 0
+    assert record["gflops_per_forward"] == pytest.approx(2 * 0.266, abs=0.01)  # two 128x128 crops (FlopCounterMode)
+    assert main(["bench", image, "--networks", "higherhrnet-small", "--batch-sizes", "1", "--backends", "torch"]) == 2
+    err = capsys.readouterr().err
+    assert "whole images" in err and err.count("\n") == 1

@@ -158,10 +158,10 @@ def export_trained(name: str, fmt: str, path: Path, images: list[np.ndarray]) ->
     """A checkpoint's or shipped model's `forward`, checked on the real images (each alone and batched)."""
     from posekit.export.backend import ClassForward, forward_metadata, forward_output_names, network_sha256
     from posekit.zoo.checkpoints import model_from_checkpoint
-    from posekit.zoo.loader import _read_state
+    from posekit.zoo.loader import read_model_state
 
     start = time.perf_counter()
-    state = _read_state(name)
+    state = read_model_state(name)
     model = model_from_checkpoint(Path(name), state).eval()
     sha = network_sha256(state)
     network = ClassForward(model)
@@ -187,14 +187,14 @@ def part_path(out: Path, part: str, n_parts: int, fmt: str) -> Path:
 
 def export_model(name: str, fmt: str, out: Path, images: list[np.ndarray]) -> list[ExportReport]:
     """Export every network of model `name` (a pipeline, a TF.js graph, a shipped model or a checkpoint)."""
-    from posekit.zoo.loader import PIPELINES, _read_state
+    from posekit.zoo.loader import PIPELINES, read_model_state
     from posekit.zoo.registry import GRAPHS
 
     if fmt not in FORMATS:
         raise PosekitError(f"--format {fmt}: use one of {', '.join(FORMATS)}")
     graphs = name in PIPELINES or name in GRAPHS
     if not graphs:
-        _read_state(name)  # an unknown name or a bad checkpoint is reported before anything else
+        read_model_state(name)  # an unknown name or a bad checkpoint is reported before anything else
     if not images:
         raise PosekitError("no real images to check the export on: give --images")
     if out.exists() and out.is_dir():

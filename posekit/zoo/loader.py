@@ -123,7 +123,7 @@ def _unknown_model(name: str) -> UnknownModelError:
     return UnknownModelError(f"unknown model {name!r}: neither a model name ({', '.join(model_names())}) nor a checkpoint path")
 
 
-def _read_state(name: str) -> dict[str, Any] | None:
+def read_model_state(name: str) -> dict[str, Any] | None:
     """A shipped model's or a checkpoint's dict (verified); None for a TF.js pipeline name."""
     from posekit.zoo.checkpoints import read_checkpoint
     from posekit.zoo.packaged import PACKAGED, packaged_state
@@ -213,7 +213,7 @@ def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None =
     from posekit.zoo.checkpoints import family_class, model_from_checkpoint
 
     path = Path(name_str)
-    state = _read_state(name_str)
+    state = read_model_state(name_str)
     crops = family_class(state, path).input_kind == "crops"
     _check_options(options, topdown_opts if crops else set(), f"checkpoint {path}")
     backbone = (state["config"].get("model") or {}).get("backbone")
@@ -228,6 +228,8 @@ def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None =
     if crops:
         from posekit.models.tfjs_models import CenterNetDetector
 
-        opts = TopDownOptions(**{**given, **options})
+        # the mode's detector threshold, and its output threshold for uncalibrated scores (no fit for a trained model)
+        m = MODES[mode]
+        opts = TopDownOptions(**{"det_threshold": m.det_threshold, "score_threshold": m.whole_image_threshold, **given, **options})
         return TopDownPipeline(CheckpointCropModel(model, opts.margin), CenterNetDetector(backend), opts)
     return ImagePipeline(CheckpointImageModel(model), MODES[mode].whole_image_threshold if score_threshold is None else score_threshold)
