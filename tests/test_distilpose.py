@@ -218,9 +218,10 @@ def test_normalised_teacher_peaks_distil_the_shape(tmp_path: Path) -> None:
 
 @pytest.mark.data
 @pytest.mark.weights
-def test_shipped_distilpose_small(data_dir: Path, tmp_path: Path, weights) -> None:
-    """The shipped student matches its sha256, fits in 10 MB, and scores on held-out LSP-Extended images
-    9000-9199 what it scored when packaged (mean PCK@0.2 0.282; 0.294 on all 1 000, README)."""
+def test_shipped_distilpose_small(data_dir: Path, tmp_path: Path, coco_extra_heldout: Path, weights) -> None:
+    """The shipped student matches its sha256, fits in 10 MB, predicts COCO-17, and scores on the 20 coco-extra
+    images its training held out (70-89, CenterNet boxes) what docs/distilpose_coco17.md reports (AP 0.31 from
+    the fp32 checkpoint; a margin for fp16 and threads)."""
     import json
 
     from posekit.cli import main
@@ -228,11 +229,11 @@ def test_shipped_distilpose_small(data_dir: Path, tmp_path: Path, weights) -> No
 
     assert (MODELS_DIR / "distilpose-small.safetensors").stat().st_size <= 10_000_000
     state = packaged_state("distilpose-small")  # raises on a sha256 mismatch
-    assert state["family"] == "distilpose" and "distilpose_small_lspet" in PACKAGED["distilpose-small"].command
-    lsp, stats = data_dir / "lspet", tmp_path / "stats.json"
-    assert main(["eval", "--gt", str(lsp / "joints.mat"), "--images", str(lsp / "images"), "--range", "9000", "9200",
+    assert state["family"] == "distilpose" and state["spec"] == "coco17" and "distilpose_coco17" in PACKAGED["distilpose-small"].command
+    stats = tmp_path / "stats.json"
+    assert main(["eval", "--gt", str(coco_extra_heldout), "--images", str(data_dir / "coco-extra/train2017"),
                  "--model", "distilpose-small", "--out-dir", str(tmp_path / "e"), "--out", str(stats), "--quiet"]) == 0  # fmt: skip
-    assert json.loads(stats.read_text())["stats"]["Mean"] == pytest.approx(0.282, abs=0.01)
+    assert json.loads(stats.read_text())["stats"]["AP"] >= 0.25
 
 
 def test_bench_networks_times_a_trained_crop_model_beside_the_graphs(data_dir: Path, weights, capsys) -> None:
@@ -246,7 +247,7 @@ def test_bench_networks_times_a_trained_crop_model_beside_the_graphs(data_dir: P
     assert main(["bench", image, "--networks", "distilpose-small", "--batch-sizes", "2", "--backends", "torch", "--threads", "1"]) == 0
     (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert record["unit"] == "ms/crop" and record["config"]["graph"] == "distilpose-small" and record["value"] > 0
-    assert record["gflops_per_forward"] == pytest.approx(2 * 0.266, abs=0.01)  # two 128x128 crops (FlopCounterMode)
+    assert record["gflops_per_forward"] == pytest.approx(2 * 0.415, abs=0.01)  # two 160x160 crops (FlopCounterMode)
     assert main(["bench", image, "--networks", "higherhrnet-small", "--batch-sizes", "1", "--backends", "torch"]) == 2
     err = capsys.readouterr().err
     assert "whole images" in err and err.count("\n") == 1

@@ -49,14 +49,12 @@ PACKAGED: dict[str, PackagedModel] = {
         "posekit.zoo.packaged.write_packaged('outputs/simple_table3/e/checkpoint.pt', 'posekit/zoo/models/simple-small.safetensors')",
     ),
     "distilpose-small": PackagedModel(
-        "DistilPose regression student (MoveNet Lightning trunk + token encoder), LSP-14, 128x128 crops on CenterNet boxes; "
-        "500 steps on this CPU distilled from the token teacher (Simulated Heatmaps + token distillation): weak "
-        "(PCK@0.2 0.29 on held-out LSP-Extended, README)",
-        "52ab5674fedc1d737fc992ebad5af2c2e59c395206cb4a51d4ab2f9b999cba58",
-        "posekit train configs/distilpose_teacher_small_lspet.yaml --out outputs/train/dp_teacher; posekit train "
-        "configs/distilpose_small_lspet.yaml --set model.teacher=outputs/train/dp_teacher/checkpoint.pt model.keypoint_reduction=mean "
-        "--out outputs/train/dp_tall, then "
-        "posekit.zoo.packaged.write_packaged('outputs/train/dp_tall/checkpoint.pt', 'posekit/zoo/models/distilpose-small.safetensors')",
+        "DistilPose regression student (MoveNet Lightning trunk + token encoder), COCO-17, 160x160 crops on CenterNet boxes; "
+        "2000 steps on this CPU distilled from MoveNet Thunder (labels + Thunder's pseudo-labels, Simulated Heatmaps): "
+        "below Lightning (docs/distilpose_coco17.md)",
+        "b7fe4bac4ba42cef2c1efa0ac0a23f53089d1ac9eab2e8ca1e5b37ec4cac21f9",
+        "tools/distilpose_coco17.sh outputs/distilpose_coco17 sh, then "
+        "posekit.zoo.packaged.write_packaged('outputs/distilpose_coco17/sh/checkpoint.pt', 'posekit/zoo/models/distilpose-small.safetensors')",
     ),
 }
 
