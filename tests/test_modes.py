@@ -69,8 +69,8 @@ def test_estimator_modes_and_overrides(weights) -> None:
     assert o.calibration == CALIBRATIONS[("movenet-thunder", False)]  # the calibration follows the flip test in use
     assert PoseEstimator("movenet-multipose", mode="accurate").score_threshold == 0.0
     assert PoseEstimator("movenet-multipose").score_threshold == 0.1
-    # a trained top-down checkpoint takes the mode's detector threshold and its output threshold for raw scores
-    for mode, det, out in (("accurate", 0.05, 0.0), ("balanced", 0.15, 0.1), ("fast", 0.2, 0.1)):
+    # a trained top-down checkpoint takes the mode's detector threshold; its raw person scores are not thresholded
+    for mode, det, out in (("accurate", 0.05, 0.0), ("balanced", 0.15, 0.0), ("fast", 0.2, 0.0)):
         o = PoseEstimator("distilpose-small", mode=mode).pipeline.options
         assert (o.det_threshold, o.score_threshold, o.calibration) == (det, out, None), mode
     assert PoseEstimator("distilpose-small", mode="accurate", det_threshold=0.3).pipeline.options.det_threshold == 0.3

@@ -228,8 +228,8 @@ def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None =
     if crops:
         from posekit.models.tfjs_models import CenterNetDetector
 
-        # the mode's detector threshold, and its output threshold for uncalibrated scores (no fit for a trained model)
-        m = MODES[mode]
-        opts = TopDownOptions(**{"det_threshold": m.det_threshold, "score_threshold": m.whole_image_threshold, **given, **options})
+        # the mode's detector threshold decides which boxes get a pose; no output threshold: a trained model's person
+        # score (box x mean keypoint confidence) has no calibration, and a student's low confidences would hide people
+        opts = TopDownOptions(**{"det_threshold": MODES[mode].det_threshold, **given, **options})
         return TopDownPipeline(CheckpointCropModel(model, opts.margin), CenterNetDetector(backend), opts)
     return ImagePipeline(CheckpointImageModel(model), MODES[mode].whole_image_threshold if score_threshold is None else score_threshold)
