@@ -85,20 +85,16 @@ def network_inputs(graph: str, images: list, batch: int) -> torch.Tensor:
 
 
 def crop_model_inputs(model: Any, images: list, batch: int) -> torch.Tensor:
-    """`batch` real inputs of a trained crop model: images resized to its input, normalised as in training."""
-    import cv2
-    import numpy as np
+    """`batch` real inputs of a trained crop model (images reused round-robin), as `posekit export` makes them."""
+    from posekit.export.models import _model_input
 
-    from posekit.data.transforms import normalise
-
-    w, h = model.input_size
-    return torch.from_numpy(np.stack([normalise(cv2.resize(images[i % len(images)], (w, h))) for i in range(batch)]))
+    return torch.cat([_model_input(model, images[i % len(images)]) for i in range(batch)])
 
 
 def bench_crop_model(name: str, frames: list, batches: list[int], backends: list[str], threads: int, repeat: int,
                      peak: float) -> Iterator[dict[str, Any]]:  # fmt: skip
     """ms per crop of a trained top-down model (a shipped name or a checkpoint): its network alone, as
-    `bench_networks` times a graph (real images resized to its input; the flip test off: one pass)."""
+    `bench_networks` times a graph (real images cropped to its input; the flip test off: one pass)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from posekit.errors import InputError
@@ -113,6 +109,7 @@ def bench_crop_model(name: str, frames: list, batches: list[int], backends: list
             raise InputError(f"--networks {name}: a {model.family} model runs on whole images, not crops; time it with --models")
         with FlopCounterMode(display=False) as counter, torch.inference_mode():
             model(crop_model_inputs(model, frames, 1))
+        gflops = counter.get_total_flops() / 1e9  # per crop
         if backend == "onnxruntime":
             model_onnxruntime(model, name, network_sha256(state))
         for batch in batches:
@@ -124,7 +121,6 @@ def bench_crop_model(name: str, frames: list, batches: list[int], backends: list
                 for _ in range(repeat):
                     model(x)
             ms = (time.perf_counter() - start) / repeat * 1000
-            gflops = counter.get_total_flops() / 1e9
             yield {"name": "network_latency", "config": {"graph": name, "backend": backend, "batch": batch, "threads": threads},
                    "value": round(ms / batch, 2), "unit": "ms/crop", "n": repeat * batch, "gflops_per_forward": round(gflops * batch, 2),
                    "achieved_gflops_per_s": round(gflops * batch / (ms / 1000), 1), "matmul_peak_gflops_per_s": round(peak, 1),
