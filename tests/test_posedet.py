@@ -99,6 +99,13 @@ def test_model_loss_terms_and_predict_shapes() -> None:
     assert model.head.bypass[-1].weight.grad.abs().sum() > 0 and model.pyramid.laterals[0].weight.grad.abs().sum() > 0
     model.cfg.intermediate_supervision = False
     assert "heatmap_l2" not in model.loss(batch)
+    # coarse L2 on every refinement positive: from random heads the only positive is the assigned candidate, so
+    # both ways of taking the targets (gathered per person / per candidate) must give the same loss
+    model.cfg.coarse_targets = "positives"
+    assert torch.allclose(model.loss(batch)["coarse_l2"], terms["coarse_l2"], rtol=1e-5)
+    model.cfg.coarse_targets = "assigned"
+    with pytest.raises(ValueError, match="coarse_targets"):
+        PoseDetModel(COCO17, (128, 128), PoseDetConfig(backbone="resnet18", coarse_targets="all"))
     model.eval()
     batch["matrix"] = torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]]).repeat(2, 1, 1)
     out = model.predict(batch)

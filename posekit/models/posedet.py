@@ -53,6 +53,10 @@ class PoseDetConfig:
     branch_convs: int = 2  # 3x3 convs before the deformable sampling, in the regression and the classification branch
     gradient_mul: float = 0.1  # share of the deformable offsets' gradient that reaches the bypass
     center: str = "keypoints"  # a person's candidate: nearest its keypoint centroid | "box" centre
+    # which candidates the bypass's coarse L2 trains: "assigned" (the paper's: each person's one candidate) | "positives"
+    # (every refinement positive too, towards the person its coarse pose matches): at one stride-4 level a person covers
+    # dozens of candidates that the focal loss scores, and "assigned" leaves their coarse poses unconstrained
+    coarse_targets: str = "assigned"
     intermediate_supervision: bool = True
     # "tower" (the paper's: GroupNorm towers on a pyramid) | "separable": MoveNet's head shape on the trunk's stride-4
     # output, one level (strides [4]): bypass = a separable head, score = a separable centre head + the refinement
@@ -196,6 +200,8 @@ class PoseDetModel(PoseModel):
         cfg = cfg or PoseDetConfig()
         self.cfg, self.spec, self.input_size = cfg, spec, tuple(input_size)
         check_init_heads(cfg.init_heads, cfg.backbone, cfg.head_shape, "tower")
+        if cfg.coarse_targets not in ("assigned", "positives"):
+            raise ValueError(f"model.coarse_targets must be assigned or positives, not {cfg.coarse_targets!r}")
         self.backbone = build_backbone(cfg.backbone)
         if not hasattr(self.backbone, "forward_features"):
             raise ValueError(f"backbone {cfg.backbone!r} has no multi-scale features for a pyramid")
@@ -252,15 +258,15 @@ class PoseDetModel(PoseModel):
         vis = (gt[..., 2] > 0).float()
         n, k = gt.shape[0], gt.shape[2]
         terms = {}
-        # bypass: the assigned candidate regresses its person's joints
         assigned = cand >= 0
-        idx = cand.clamp_min(0)
-        take = lambda t: torch.gather(t, 1, idx[:, :, None, None].expand(-1, -1, *t.shape[2:]))  # noqa: E731
-        pos_b, stride_b = pos.expand(n, -1, -1, -1), stride.expand(n, -1, -1, -1)
-        target = (gt[..., :2] - take(pos_b)) / take(stride_b)
-        w = vis * assigned[..., None].float()
-        err = ((take(coarse) - target) ** 2).sum(-1)
-        terms["coarse_l2"] = cfg.coarse_weight * (err * w).sum() / w.sum().clamp_min(1.0)
+        if cfg.coarse_targets == "assigned":  # bypass: the assigned candidate regresses its person's joints
+            idx = cand.clamp_min(0)
+            take = lambda t: torch.gather(t, 1, idx[:, :, None, None].expand(-1, -1, *t.shape[2:]))  # noqa: E731
+            pos_b, stride_b = pos.expand(n, -1, -1, -1), stride.expand(n, -1, -1, -1)
+            target = (gt[..., :2] - take(pos_b)) / take(stride_b)
+            w = vis * assigned[..., None].float()
+            err = ((take(coarse) - target) ** 2).sum(-1)
+            terms["coarse_l2"] = cfg.coarse_weight * (err * w).sum() / w.sum().clamp_min(1.0)
         # the coarse poses' OKS with every person decides refinement and classification
         with torch.no_grad():
             coarse_xy = pos + coarse.detach() * stride
@@ -280,6 +286,10 @@ class PoseDetModel(PoseModel):
             cls_pos = best > cfg.positive_oks
             cls_pos[rows[assigned], cand[assigned]] = True
         gt_b = torch.gather(gt, 1, who[:, :, None, None].expand(-1, -1, k, 3))  # [N,L,K,3]
+        if cfg.coarse_targets == "positives":  # bypass: every refinement positive regresses its matched person's joints
+            w = (gt_b[..., 2] > 0).float() * refine_pos[..., None].float()
+            err = ((coarse - (gt_b[..., :2] - pos) / stride) ** 2).sum(-1)
+            terms["coarse_l2"] = cfg.coarse_weight * (err * w).sum() / w.sum().clamp_min(1.0)
         target_f = (gt_b[..., :2] - coarse_xy) / stride
         w = (gt_b[..., 2] > 0).float() * refine_pos[..., None].float()
         err = ((refined - target_f) ** 2).sum(-1)
