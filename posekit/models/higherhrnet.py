@@ -28,8 +28,6 @@ from posekit.models.graph_heads import SIGMOID_START, check_init_heads, graph_he
 from posekit.models.heads import SeparableHead
 from posekit.structures import KeypointSpec, Poses
 
-AUTHORS_INIT_STD = 0.001  # the authors' init of every output layer (and SeparableHead's, `heads.init_head`)
-
 
 @dataclass
 class HigherHRNetConfig:
@@ -45,10 +43,6 @@ class HigherHRNetConfig:
     sigma: float = 2.0  # Gaussian sigma in heatmap pixels, the same at every resolution
     max_persons: int = 30
     heatmap_weight: float = 1.0
-    # std of the tag outputs' weights. 0.001 (the authors' init for every output) starts all tags at ~0, where push's
-    # gradient, (m_a - m_b) exp(-(m_a - m_b)^2 / 2), vanishes: in 500 CPU steps the tags stayed within +-0.004 and
-    # grouping ran on heat and position alone. A larger std (e.g. 0.1) starts persons' tags apart
-    tag_init_std: float = 0.001  # AUTHORS_INIT_STD
     pull_weight: float = 1e-3
     push_weight: float = 1e-3
     flip_test: bool = True
@@ -108,12 +102,8 @@ class HigherHRNetModel(PoseModel):
             self.deconvs.append(DeconvModule(c + (k if cfg.cat_output else 0), cfg.deconv_channels, cfg.num_basic_blocks, k))
             c = cfg.deconv_channels
         for m in ([self.final_layer] if cfg.head_shape == "conv" else []) + [d.final_layer for d in self.deconvs]:
-            nn.init.normal_(m.weight, std=AUTHORS_INIT_STD)
+            nn.init.normal_(m.weight, std=0.001)
             nn.init.zeros_(m.bias)
-        if cfg.tag_init_std != AUTHORS_INIT_STD:  # redrawn only then: the default draws no more random numbers than before
-            tag_weight = self.final_layer.weight[k:] if cfg.head_shape == "conv" else self.tag_head.final_layer.weight
-            with torch.no_grad():
-                tag_weight.normal_(std=cfg.tag_init_std)
         self.stride = self.backbone.stride
         self.size_divisor = self.backbone.size_divisor
         self.codec = self.make_codec(spec, self.input_size, cfg, self.stride)
