@@ -11,6 +11,7 @@
 # next session; finished runs are skipped. Then score them all on the same images:
 #   .venv/bin/python tools/eval_families.py movenet-multipose OUT/*/checkpoint.pt
 # STEPS=N shortens every run to N steps (the cosine schedule then spans N): an ablation on a budget, equal across rows.
+# EXTRA="key=value ..." adds settings to every run (one experiment per OUT_ROOT), e.g. EXTRA=model.coarse_targets=positives.
 # Usage: tools/warm_start_runs.sh [OUT_ROOT] [RUN ...]   (e.g. hh_warm_pseudo hh_cold_labels; about 35-40 min each on a
 #        2-core CPU, one at a time: two at once thrash the 2 cores)
 set -euo pipefail
@@ -38,6 +39,7 @@ run() {  # NAME: family_arm[_data]
         *) echo "unknown data arm in $name: use labels or pseudo" >&2; exit 2 ;;
     esac
     [ -n "${STEPS:-}" ] && sets+=("train.steps=$STEPS")
+    [ -n "${EXTRA:-}" ] && read -ra extra <<< "$EXTRA" && sets+=("${extra[@]}")
     local resume=()
     [ -f "$OUT/$name/checkpoint.pt" ] && resume=(--resume)
     echo "== $name: ${CONFIG[$family]} --set ${sets[*]}"
