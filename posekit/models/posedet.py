@@ -286,12 +286,11 @@ class PoseDetModel(PoseModel):
             cls_pos = best > cfg.positive_oks
             cls_pos[rows[assigned], cand[assigned]] = True
         gt_b = torch.gather(gt, 1, who[:, :, None, None].expand(-1, -1, k, 3))  # [N,L,K,3]
+        w = (gt_b[..., 2] > 0).float() * refine_pos[..., None].float()  # the refinement positives' labelled joints
         if cfg.coarse_targets == "positives":  # bypass: every refinement positive regresses its matched person's joints
-            w = (gt_b[..., 2] > 0).float() * refine_pos[..., None].float()
             err = ((coarse - (gt_b[..., :2] - pos) / stride) ** 2).sum(-1)
             terms["coarse_l2"] = cfg.coarse_weight * (err * w).sum() / w.sum().clamp_min(1.0)
         target_f = (gt_b[..., :2] - coarse_xy) / stride
-        w = (gt_b[..., 2] > 0).float() * refine_pos[..., None].float()
         err = ((refined - target_f) ** 2).sum(-1)
         terms["refine_l2"] = cfg.refine_weight * (err * w).sum() / w.sum().clamp_min(1.0)
         positive = cls_pos.float()
