@@ -118,3 +118,23 @@ def test_warm_heads_can_train_at_the_trunks_rate(graph_outputs) -> None:
                    weight_decay=0.0, warm_heads_lr="trunk")).param_groups[1]["params"]} for p in cold.heatmap_head.parameters())  # fmt: skip
     full_rate = build_optimizer(model, SimpleNamespace(lr=1e-3, backbone_lr_mult=0.1, optimizer="adam", weight_decay=0.0, warm_heads_lr="full"))
     assert all(id(p) in {id(q) for q in full_rate.param_groups[0]["params"]} for p in model.heatmap_head.parameters())
+
+
+def test_backbone_lr_mult_zero_freezes_the_trunk() -> None:
+    """`train.backbone_lr_mult: 0` freezes the trunk: no gradient is computed through it and a step leaves it
+    unchanged, while the heads train (PoseDet's warm heads need it, docs/warm_start.md)."""
+    from types import SimpleNamespace
+
+    from posekit.engine.trainer import build_optimizer
+
+    model = HigherHRNetModel(SPEC, (256, 256), HigherHRNetConfig(backbone="movenet_multipose_fpn", head_shape="separable", num_deconvs=0))
+    opt = build_optimizer(model, SimpleNamespace(lr=1e-2, backbone_lr_mult=0.0, optimizer="adam", weight_decay=0.0, warm_heads_lr="full"))
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    trunk = [p.detach().clone() for p in model.backbone.parameters()]
+    heads = [p.detach().clone() for p in model.tag_head.parameters()]
+    out = model.backbone(torch.rand(1, 3, 256, 256))
+    assert not out.requires_grad  # the trunk's forward builds no graph
+    model.tag_head(out).square().mean().backward()
+    opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(trunk, model.backbone.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(heads, model.tag_head.parameters()))

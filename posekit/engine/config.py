@@ -66,7 +66,9 @@ class TrainConfig:
     steps: int = 1000
     optimizer: str = "adam"  # adam | adamw | sgd
     lr: float = 1e-3
-    backbone_lr_mult: float = 1.0  # pretrained trunks: fine-tune them slower than the new heads (e.g. 0.1)
+    # pretrained trunks: fine-tune them slower than the new heads (e.g. 0.1); 0 freezes the trunk (and heads trained at
+    # its rate). PoseDet's warm heads need it: at 0.1 its losses wreck MultiPose's features in 100 steps (docs/warm_start.md)
+    backbone_lr_mult: float = 1.0
     # heads warm-started from a graph (model.init_heads): "full" (the new heads' rate) | "trunk" (backbone_lr_mult x);
     # HigherHRNet, 1000 steps: full 0.259 held-out AP, trunk 0.194 (docs/warm_start.md)
     warm_heads_lr: str = "full"
@@ -163,6 +165,7 @@ def validate(cfg: Config, where: str) -> None:
         (t.checkpoint_every >= 0, "train.checkpoint_every must be >= 0 (0: only at the end)"),
         (t.eval_every >= 0, "train.eval_every must be >= 0 (0: only at the end)"),
         (t.warmup_steps >= 0, "train.warmup_steps must be >= 0"),
+        (t.backbone_lr_mult >= 0, "train.backbone_lr_mult must be >= 0 (0: the trunk frozen)"),
         (t.optimizer in ("adam", "adamw", "sgd"), f"train.optimizer {t.optimizer!r}: use adam, adamw or sgd"),
         (t.scheduler in ("cosine", "step", "constant"), f"train.scheduler {t.scheduler!r}: use cosine, step or constant"),
         (t.warm_heads_lr in ("trunk", "full"), f"train.warm_heads_lr {t.warm_heads_lr!r}: use trunk or full"),

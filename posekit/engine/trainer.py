@@ -51,7 +51,11 @@ def build_optimizer(model: nn.Module, t) -> torch.optim.Optimizer:  # noqa: ANN0
         pretrained = ("backbone.",)
     trunk = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(pretrained)]
     rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(pretrained)]
-    params = [{"params": rest}, {"params": trunk, "lr": t.lr * t.backbone_lr_mult}] if t.backbone_lr_mult != 1.0 else rest + trunk
+    if t.backbone_lr_mult == 0:  # a frozen trunk: no gradient computed through it at all, not only a zero step
+        for p in trunk:
+            p.requires_grad_(False)
+        trunk = []
+    params = [{"params": rest}, {"params": trunk, "lr": t.lr * t.backbone_lr_mult}] if trunk and t.backbone_lr_mult != 1.0 else rest + trunk
     if t.optimizer == "adam":
         return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
     if t.optimizer == "adamw":
