@@ -35,11 +35,13 @@ PACKAGED: dict[str, PackagedModel] = {
         "posekit.zoo.packaged.write_packaged('outputs/warm_start/hh_warmfull/checkpoint.pt', 'posekit/zoo/models/higherhrnet-small.safetensors')",
     ),
     "posedet-small": PackagedModel(
-        "PoseDet heads (pose embedding by deformable sampling) on the MoveNet MultiPose trunk, 256x256 whole image, single-stage; "
-        "trained 1500 steps on this CPU: weak (README)",
-        "5f3facd81b5c57d4afdbcadfc73b9c8bfe285c4aab91b12ee86272ce34e0e427",
-        "posekit train configs/posedet_small_mosaic.yaml --set train.steps=1500 --out outputs/train/posedet_small, then "
-        "posekit.zoo.packaged.write_packaged('outputs/train/posedet_small/checkpoint.pt', 'posekit/zoo/models/posedet-small.safetensors')",
+        "PoseDet heads (pose embedding by deformable sampling) at stride 4 on the frozen MoveNet MultiPose trunk, 256x256 whole "
+        "image, single-stage; coarse poses and candidate score warm-started from MultiPose's heads, trained 300 steps on this CPU "
+        "on labels + MoveNet Thunder's pseudo-labels (docs/warm_start.md)",
+        "c756d65ffe74150226e4e1aaddca270bdbf761120f3e54f78374c94614c4fadc",
+        "STEPS=300 EXTRA='train.backbone_lr_mult=0 train.eval_every=100' tools/warm_start_runs.sh outputs/pd_frozen pd_warm_pseudo "
+        "(configs/posedet_small_mosaic.yaml; the pseudo-labels from tools/distilpose_coco17.sh), then "
+        "posekit.zoo.packaged.write_packaged('outputs/pd_frozen/pd_warm_pseudo/checkpoint.pt', 'posekit/zoo/models/posedet-small.safetensors')",
     ),
     "simple-small": PackagedModel(
         "SIMPLE (pose heatmaps + centre / corner-pooling person boxes + grouping module) on the MoveNet MultiPose trunk, "
