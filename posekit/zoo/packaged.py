@@ -44,11 +44,13 @@ PACKAGED: dict[str, PackagedModel] = {
         "posekit.zoo.packaged.write_packaged('outputs/pd_frozen/pd_warm_pseudo/checkpoint.pt', 'posekit/zoo/models/posedet-small.safetensors')",
     ),
     "simple-small": PackagedModel(
-        "SIMPLE (pose heatmaps + centre / corner-pooling person boxes + grouping module) on the MoveNet MultiPose trunk, "
-        "256x256 whole image; 300 CPU steps, then 200 more mimicking MoveNet Thunder (GT + predicted heatmaps): weak (README)",
-        "66ceee4f9671e56e802b21522b2833b6a2c54582279a5a127ebece9fb5f41f39",
-        "tools/simple_table3.sh (run e: configs/simple_small_mosaic.yaml, model.mimic=both), then "
-        "posekit.zoo.packaged.write_packaged('outputs/simple_table3/e/checkpoint.pt', 'posekit/zoo/models/simple-small.safetensors')",
+        "SIMPLE (pose heatmaps + centre / corner-pooling person boxes + grouping module) on the frozen MoveNet MultiPose trunk, "
+        "256x256 whole image; pose heatmaps and centre map warm-started from MultiPose's heads, 120 CPU steps, then 80 more "
+        "mimicking MoveNet Thunder (GT + predicted heatmaps) (docs/warm_start.md)",
+        "587d0a171aa8661af15dd57c87207f27acd3bc76f12162112f59b2fde6b54799",
+        "STEPS=200 EXTRA='train.backbone_lr_mult=0 model.mimic_start=120' tools/warm_start_runs.sh outputs/simple_frozen "
+        "simple_warm_labels (configs/simple_small_mosaic.yaml), then "
+        "posekit.zoo.packaged.write_packaged('outputs/simple_frozen/simple_warm_labels/checkpoint.pt', 'posekit/zoo/models/simple-small.safetensors')",
     ),
     "distilpose-small": PackagedModel(
         "DistilPose regression student (MoveNet Lightning trunk + token encoder), COCO-17, 160x160 crops on CenterNet boxes; "
