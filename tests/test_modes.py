@@ -80,6 +80,22 @@ def test_estimator_modes_and_overrides(weights) -> None:
     assert len(poses) and (poses.scores >= 0.5).all() and (poses.scores <= 1).all()
 
 
+def test_shipped_whole_image_models_take_their_own_measured_threshold(weights) -> None:
+    """A shipped whole-image model's own output threshold (measured: its raw scores are not calibrated) replaces
+    the mode's outside `accurate`; a threshold given overrides it; the AP protocol still scores every person."""
+    from posekit.api import PoseEstimator
+    from posekit.zoo.packaged import PACKAGED
+
+    own = PACKAGED["posedet-small"].output_threshold
+    assert own > MODES["balanced"].whole_image_threshold
+    assert PoseEstimator("posedet-small").score_threshold == own
+    assert PoseEstimator("posedet-small", mode="fast").score_threshold == own
+    assert PoseEstimator("posedet-small", mode="accurate").score_threshold == 0.0
+    assert PoseEstimator("posedet-small", score_threshold=0.2).score_threshold == 0.2
+    poses = PoseEstimator("posedet-small")(DEMO)
+    assert (poses.scores >= own).all()
+
+
 def test_default_threshold_is_applied_in_results_and_renders_alike(weights, tmp_path: Path, capsys) -> None:
     from posekit.api import PoseEstimator
     from posekit.structures import Poses

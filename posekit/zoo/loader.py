@@ -232,4 +232,14 @@ def load_model(name: str | Path = DEFAULT_MODEL, score_threshold: float | None =
         # score (box x mean keypoint confidence) has no calibration, and a student's low confidences would hide people
         opts = TopDownOptions(**{"det_threshold": MODES[mode].det_threshold, **given, **options})
         return TopDownPipeline(CheckpointCropModel(model, opts.margin), CenterNetDetector(backend), opts)
-    return ImagePipeline(CheckpointImageModel(model), MODES[mode].whole_image_threshold if score_threshold is None else score_threshold)
+    return ImagePipeline(CheckpointImageModel(model), whole_image_threshold(name_str, mode) if score_threshold is None else score_threshold)
+
+
+def whole_image_threshold(name: str, mode: str) -> float:
+    """The person score a whole-image model's results need in `mode`: the shipped model's own measured bar where it
+    has one, except in `accurate` (the AP protocol scores every person), else the mode's."""
+    from posekit.zoo.packaged import PACKAGED
+
+    threshold = MODES[mode].whole_image_threshold
+    own = PACKAGED[name].output_threshold if name in PACKAGED else 0.0
+    return own if threshold > 0 and own > 0 else threshold
