@@ -24,8 +24,8 @@ class PackagedModel:
     sha256: str  # of the .safetensors file
     command: str  # reproduces it (see README)
     # whole-image models: the person score their results need outside `accurate` (0: the mode's). Their scores are not
-    # calibrated and differ per model, so one bar for all returned 30 false poses an image from one and hid people in
-    # another; chosen on coco-mini as the lowest of 0.1, 0.2, ... whose precision at OKS 0.5 is >= 0.5 ("more right
+    # calibrated and differ per model, so one bar for all returned 26 poses an image, 95 % wrong, from one and would hide
+    # people in another at a higher bar; chosen on coco-mini as the lowest of 0.1, 0.2, ... whose precision at OKS 0.5 is >= 0.5 ("more right
     # than wrong", as the top-down modes' calibrated 0.5), checked on coco-extra 70-89 (docs/warm_start.md)
     output_threshold: float = 0.0
 
