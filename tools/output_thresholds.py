@@ -38,7 +38,10 @@ def main() -> int:
     ap.add_argument("models", nargs="+")
     ap.add_argument("--out", type=Path, default=Path("outputs/eval_families"))
     args = ap.parse_args()
-    gts = {"coco_mini": DATA / "coco-mini" / "annotations" / "person_keypoints_train2017.json", "heldout": args.out / "coco_extra_70_90.json"}
+    gts = {
+        "coco_mini": DATA / "coco-mini" / "annotations" / "person_keypoints_train2017.json",
+        "heldout": args.out / "coco_extra_70_90.json",
+    }
     print("| model | bar | coco-mini precision / recall | coco-extra 70-89 precision / recall |")
     print("|---|---|---|---|")
     for model in args.models:
