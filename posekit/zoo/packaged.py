@@ -52,13 +52,13 @@ PACKAGED: dict[str, PackagedModel] = {
     ),
     "simple-small": PackagedModel(
         "SIMPLE (pose heatmaps + centre / corner-pooling person boxes + grouping module) on the frozen MoveNet MultiPose trunk, "
-        "256x256 whole image; pose heatmaps and centre map warm-started from MultiPose's heads, 120 CPU steps, then 80 more "
-        "mimicking MoveNet Thunder (GT + predicted heatmaps) (docs/warm_start.md)",
-        "587d0a171aa8661af15dd57c87207f27acd3bc76f12162112f59b2fde6b54799",
-        "STEPS=200 EXTRA='train.backbone_lr_mult=0 model.mimic_start=120' tools/warm_start_runs.sh outputs/simple_frozen "
-        "simple_warm_labels (configs/simple_small_mosaic.yaml), then "
-        "posekit.zoo.packaged.write_packaged('outputs/simple_frozen/simple_warm_labels/checkpoint.pt', 'posekit/zoo/models/simple-small.safetensors')",
-        output_threshold=0.2,
+        "256x256 whole image; pose heatmaps and centre map warm-started from MultiPose's heads, 1200 CPU steps on labels + "
+        "MoveNet Thunder's pseudo-labels, then 800 more mimicking Thunder (GT + predicted heatmaps) (docs/warm_start.md)",
+        "db0047589088585bd4716fcd6c397525dc5bb8678bed7c27cf97ded3cfe88e7c",
+        "STEPS=2000 EXTRA='train.backbone_lr_mult=0 model.mimic_start=1200 train.eval_every=500' tools/warm_start_runs.sh "
+        "outputs/simple_long simple_warm_pseudo (configs/simple_small_mosaic.yaml; the pseudo-labels from tools/distilpose_coco17.sh), then "
+        "posekit.zoo.packaged.write_packaged('outputs/simple_long/simple_warm_pseudo/checkpoint.pt', 'posekit/zoo/models/simple-small.safetensors')",
+        output_threshold=0.1,
     ),
     "distilpose-small": PackagedModel(
         "DistilPose regression student (MoveNet Lightning trunk + token encoder), COCO-17, 160x160 crops on CenterNet boxes; "
