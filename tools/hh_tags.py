@@ -1,6 +1,6 @@
 """Do a HigherHRNet checkpoint's associative-embedding tags separate people? (docs/warm_start.md)
 
-On the held-out coco-extra images 70-89, the tag map (1/4, no flip) is read at every labelled visible joint.
+On the held-out coco-extra images 70-89, the tag map (1/4, no flip) is read at every labelled joint (COCO v > 0).
 Per image with two or more labelled persons: the spread of each person's tags around its mean (what the pull
 loss shrinks) and the distance between the means of two persons (what the push loss grows). Tags that
 group people have a between-person distance well above the within-person spread and above the decoder's
