@@ -34,16 +34,9 @@ from posekit.data.wholeimage import fit_matrix  # noqa: E402
 from posekit.models.higherhrnet import HigherHRNetModel  # noqa: E402
 from posekit.pipeline.readers import read_image  # noqa: E402
 from posekit.zoo.checkpoints import model_from_checkpoint  # noqa: E402
+from tools.eval_families import heldout_gt  # noqa: E402
 
 DATA = Path(os.environ.get("POSEKIT_TEST_DATA", ROOT.parent / "shared" / "data"))
-HELDOUT = (70, 90)
-
-
-def heldout() -> dict:
-    gt = json.loads((DATA / "coco-extra" / "annotations" / "person_keypoints_train2017.json").read_text())
-    images = gt["images"][HELDOUT[0] : HELDOUT[1]]
-    ids = {img["id"] for img in images}
-    return {**gt, "images": images, "annotations": [a for a in gt["annotations"] if a["image_id"] in ids]}
 
 
 @torch.inference_mode()
@@ -93,10 +86,9 @@ def main() -> int:
     ap.add_argument("checkpoints", nargs="+")
     ap.add_argument("--ap", action="store_true", help="also held-out AP with the tags as they are and zeroed")
     args = ap.parse_args()
-    gt = heldout()
     with tempfile.TemporaryDirectory() as tmp:
-        gt_file = Path(tmp) / "heldout.json"
-        gt_file.write_text(json.dumps(gt))
+        gt_file = heldout_gt(Path(tmp))  # coco-extra images 70-89, as tools/eval_families.py scores them
+        gt = json.loads(gt_file.read_text())
         print(
             "| checkpoint | within-person tag std | median distance between persons | pairs |"
             + (" AP | AP, tags zeroed |" if args.ap else "")
