@@ -303,3 +303,22 @@ def test_a_pose_whose_box_changed_shape_continues_its_track() -> None:
         tracker = PoseTracker(options)
         ids = [tracker.update(_poses(np.array([[100, 100, 140, 180]], np.float32))).track_ids[0] for _ in range(6)]
         assert bool(tracker.update(grown).track_ids[0] == ids[0]) is kept
+
+
+def test_a_pose_whose_confident_joints_lie_on_one_row_is_tracked() -> None:
+    """A whole-image model's box is the extent of its confident joints; when those lie on one row (here eyes,
+    ears and nose at one height, as `simple-small` gave on assets/demo.jpg), the box must still have an area,
+    or the tracker has no IoU to link the person by and starts a new track every frame."""
+    from posekit.data.specs import COCO17
+    from posekit.models.base import poses_from_keypoints
+
+    xy = np.stack([np.linspace(232, 287, 17), np.linspace(132, 260, 17)], -1)[None].astype(np.float32)
+    xy[0, :5, 1] = 132.0  # the face on one row
+    kp_scores = np.full((1, 17), 0.05, np.float32)
+    kp_scores[0, :5] = 0.5
+    poses = poses_from_keypoints(xy, kp_scores, np.array([0.8], np.float32), "coco17", np.array(COCO17.sigmas))
+    x1, y1, x2, y2 = poses.boxes[0]
+    assert x2 > x1 and y2 > y1
+    tracker = PoseTracker(TrackerOptions(embedding_warmup=10**9, camera_motion=False))
+    ids = [int(tracker.update(poses).track_ids[0]) for _ in range(6)]
+    assert ids == [ids[0]] * 6 and len(tracker.tracks) == 1

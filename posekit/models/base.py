@@ -83,15 +83,23 @@ def crop_poses(batch: dict[str, torch.Tensor], xy: np.ndarray, scores: np.ndarra
 
 def poses_from_keypoints(keypoints: np.ndarray, kp_scores: np.ndarray, scores: np.ndarray, spec: str, sigmas: np.ndarray,
                          nms_threshold: float | None = OKS_NMS_THRESHOLD) -> Poses:  # fmt: skip
-    """Poses with boxes around their confident keypoints (all keypoints when none is), after OKS-NMS
-    (`nms_threshold` None: none)."""
+    """Poses with boxes around their confident keypoints (around all keypoints when none is, or when the
+    confident ones span no area: one joint, or joints on one row or column), after OKS-NMS (`nms_threshold`
+    None: none)."""
     if len(keypoints) == 0:
         return Poses.empty(kp_scores.shape[1] if kp_scores.ndim == 2 else len(sigmas), spec)
+
+    def extent(use: np.ndarray) -> np.ndarray:
+        lo = np.where(use[..., None], keypoints, np.inf).min(1)
+        hi = np.where(use[..., None], keypoints, -np.inf).max(1)
+        return np.concatenate([lo, hi], 1)
+
     confident = kp_scores > BOX_KEYPOINT_THRESHOLD
     confident[~confident.any(1)] = True
-    lo = np.where(confident[..., None], keypoints, np.inf).min(1)
-    hi = np.where(confident[..., None], keypoints, -np.inf).max(1)
-    boxes = np.concatenate([lo, hi], 1)
+    boxes = extent(confident)
+    # a zero-area box has no IoU with anything and no scale for OKS, so the tracker could never link that person
+    flat = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+    boxes[flat] = extent(np.ones_like(confident))[flat]
     poses = Poses(keypoints, kp_scores, boxes, scores, spec)
     return poses if nms_threshold is None else poses.select(oks_nms(keypoints, scores, boxes, sigmas, nms_threshold))
 
