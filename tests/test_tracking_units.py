@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
+from posekit.data.specs import COCO17
+from posekit.models.base import poses_from_keypoints
 from posekit.pipeline.stream import PipelineError, Stage, run_concurrent, run_sequential
 from posekit.structures import Poses
 from posekit.tracking.kalman import BoxKalman
@@ -309,9 +311,6 @@ def test_a_pose_whose_confident_joints_lie_on_one_row_is_tracked() -> None:
     """A whole-image model's box is the extent of its confident joints; when those lie on one row (here eyes,
     ears and nose at one height, as `simple-small` gave on assets/demo.jpg), the box must still have an area,
     or the tracker has no IoU to link the person by and starts a new track every frame."""
-    from posekit.data.specs import COCO17
-    from posekit.models.base import poses_from_keypoints
-
     xy = np.stack([np.linspace(232, 287, 17), np.linspace(132, 260, 17)], -1)[None].astype(np.float32)
     xy[0, :5, 1] = 132.0  # the face on one row
     kp_scores = np.full((1, 17), 0.05, np.float32)
